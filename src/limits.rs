@@ -1,0 +1,293 @@
+//! Every capacity, size bound and timeout of the server, in one place.
+//!
+//! The `MAX_*`/`CAP_*` constants are compiled capacities: tables are sized from them and
+//! nothing can exceed them. [`Limits`] holds the values in force at run time; a config file
+//! may lower any of them (and raise a default up to its compiled capacity), never more.
+//! Each constant says why it has its value, so a board profile can change it knowingly.
+
+/// Compiled capacity of the connection table (every TCP connection, authenticated or not).
+/// A household has tens of devices; 256 leaves room for a small office while keeping the
+/// worst case (see README "Limits") inside a 64 MiB router's budget.
+pub const CAP_CONNECTIONS: usize = 256;
+
+/// Compiled capacity of the table of accounts with at least one bound resource.
+/// Power of two because `heapless` index maps require it.
+pub const CAP_ONLINE_ACCOUNTS: usize = 256;
+
+/// Resources (devices) one account may bind at once. Phones, laptops and a web page
+/// rarely exceed four; eight leaves room without letting one account eat the table.
+pub const CAP_RESOURCES_PER_ACCOUNT: usize = 8;
+
+/// Accounts the store holds. The roster of every account lives in memory.
+pub const CAP_ACCOUNTS: usize = 1000;
+
+/// Roster items per account. Prosody and ejabberd default to no limit; a LAN server with a
+/// bounded memory budget needs one. 500 covers a user who also federates later.
+pub const CAP_ROSTER_ITEMS: usize = 500;
+
+/// Groups per roster item, and bytes per group name / item name.
+pub const CAP_ROSTER_GROUPS: usize = 16;
+pub const CAP_ROSTER_TEXT_BYTES: usize = 1023;
+
+/// Pending inbound subscription requests kept per account while the user has not answered.
+/// Bounded so that a stranger cannot fill the store by sending subscribe presences.
+pub const CAP_PENDING_SUBSCRIPTIONS: usize = 100;
+
+/// Largest stanza accepted after authentication (RFC 6120 §13.12 asks for a limit).
+/// Capacity 256 KiB as Prosody's default; the default in force is 64 KiB like ejabberd's
+/// example config, which keeps the per-connection worst case small.
+pub const CAP_STANZA_BYTES: usize = 256 * 1024;
+pub const DEFAULT_STANZA_BYTES: usize = 64 * 1024;
+
+/// Largest element accepted before authentication: negotiation elements are tiny, and an
+/// unauthenticated peer must not make the server buffer much (ejabberd uses 8 KiB).
+pub const CAP_STANZA_BYTES_PREAUTH: usize = 10 * 1024;
+pub const DEFAULT_STANZA_BYTES_PREAUTH: usize = 8 * 1024;
+
+/// Element nesting depth inside a stanza (the stream element is depth 0). Real stanzas nest
+/// under 10 levels (a forwarded MAM result is about 7); deep nesting only costs stack.
+pub const CAP_XML_DEPTH: usize = 32;
+pub const DEFAULT_XML_DEPTH: usize = 24;
+
+/// Attributes per element. XMPP elements carry a handful; the check is O(n^2) for
+/// duplicate detection, so n must stay small.
+pub const CAP_XML_ATTRIBUTES: usize = 64;
+pub const DEFAULT_XML_ATTRIBUTES: usize = 32;
+
+/// Bytes queued for one connection that the peer has not read yet. Must hold at least one
+/// maximum-size stanza plus its envelope; overflow closes that connection only
+/// (ejabberd's `max_fsm_queue` idea, counted in bytes).
+pub const CAP_OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
+pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 160 * 1024;
+
+/// Bytes read from a socket in one go, and so the granularity of input buffering.
+pub const READ_CHUNK_BYTES: usize = 4096;
+
+/// SASL attempts per connection before the connection is closed. RFC 6120 §6.4.5 asks for
+/// "at least 2 and no more than 5" retries.
+pub const CAP_AUTH_ATTEMPTS: u8 = 5;
+pub const DEFAULT_AUTH_ATTEMPTS: u8 = 3;
+
+/// Seconds an unauthenticated connection may live. Long enough for a phone on bad Wi-Fi
+/// to finish TLS + SASL, short enough that idle port scans do not hold table slots.
+pub const DEFAULT_AUTH_TIMEOUT_SECS: u32 = 30;
+pub const CAP_AUTH_TIMEOUT_SECS: u32 = 600;
+
+/// Bytes of a SASL exchange message (base64 text inside `<auth/>`/`<response/>`).
+pub const CAP_SASL_MESSAGE_BYTES: usize = 4096;
+
+/// Resource, localpart and domainpart are each at most 1023 bytes (RFC 7622 §3.2-3.4).
+pub const JID_PART_MAX_BYTES: usize = 1023;
+
+/// Default PBKDF2 iterations for newly set passwords. RFC 7677 asks for at least 4096;
+/// the cost is paid when a password is set and by the client, never by the server at login
+/// (it stores StoredKey/ServerKey).
+pub const DEFAULT_SCRAM_ITERATIONS: u32 = 4096;
+pub const MIN_SCRAM_ITERATIONS: u32 = 4096;
+pub const MAX_SCRAM_ITERATIONS: u32 = 1_000_000;
+
+/// Group commit: a change waits at most this long for others to share its fsync.
+/// Flash wears per erase block written; a burst of roster changes becomes one write.
+pub const DEFAULT_FLUSH_DELAY_MS: u32 = 20;
+pub const CAP_FLUSH_DELAY_MS: u32 = 5000;
+
+/// The change log is folded into a new snapshot once it grows past this many bytes.
+pub const DEFAULT_COMPACT_LOG_BYTES: u64 = 1024 * 1024;
+
+/// Grace period for connections to close at shutdown before the process exits.
+pub const SHUTDOWN_GRACE_MS: u64 = 2000;
+
+/// Limits in force at run time. Built from the defaults above, then lowered (or raised up
+/// to the capacity) by the config file. [`Limits::check`] enforces the capacities.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_resources_per_account: usize,
+    pub max_accounts: usize,
+    pub max_roster_items: usize,
+    pub max_pending_subscriptions: usize,
+    pub max_stanza_bytes: usize,
+    pub max_stanza_bytes_preauth: usize,
+    pub max_xml_depth: usize,
+    pub max_xml_attributes: usize,
+    pub max_outbound_queue_bytes: usize,
+    pub max_auth_attempts: u8,
+    pub auth_timeout_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: CAP_CONNECTIONS,
+            max_resources_per_account: CAP_RESOURCES_PER_ACCOUNT,
+            max_accounts: CAP_ACCOUNTS,
+            max_roster_items: CAP_ROSTER_ITEMS,
+            max_pending_subscriptions: CAP_PENDING_SUBSCRIPTIONS,
+            max_stanza_bytes: DEFAULT_STANZA_BYTES,
+            max_stanza_bytes_preauth: DEFAULT_STANZA_BYTES_PREAUTH,
+            max_xml_depth: DEFAULT_XML_DEPTH,
+            max_xml_attributes: DEFAULT_XML_ATTRIBUTES,
+            max_outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
+            max_auth_attempts: DEFAULT_AUTH_ATTEMPTS,
+            auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// One limit key with its permitted range, used by the config checker so that the key
+/// names, ranges and documentation stay in one table.
+pub struct LimitSpec {
+    pub key: &'static str,
+    pub min: u64,
+    pub max: u64,
+    pub get: fn(&Limits) -> u64,
+    pub set: fn(&mut Limits, u64),
+}
+
+macro_rules! limit_spec {
+    ($key:literal, $field:ident, $ty:ty, $min:expr, $max:expr) => {
+        LimitSpec {
+            key: $key,
+            min: $min as u64,
+            max: $max as u64,
+            get: |l| l.$field as u64,
+            // The checker only calls `set` with values inside [min, max], which fit `$ty`.
+            set: |l, v| l.$field = v as $ty,
+        }
+    };
+}
+
+/// The `[limits]` keys of the config file. The lower bounds keep the server usable: a
+/// stanza limit below 4 KiB would refuse ordinary roster pushes, for example.
+pub const LIMIT_SPECS: &[LimitSpec] = &[
+    limit_spec!(
+        "max_connections",
+        max_connections,
+        usize,
+        1,
+        CAP_CONNECTIONS
+    ),
+    limit_spec!(
+        "max_resources_per_account",
+        max_resources_per_account,
+        usize,
+        1,
+        CAP_RESOURCES_PER_ACCOUNT
+    ),
+    limit_spec!("max_accounts", max_accounts, usize, 1, CAP_ACCOUNTS),
+    limit_spec!(
+        "max_roster_items",
+        max_roster_items,
+        usize,
+        1,
+        CAP_ROSTER_ITEMS
+    ),
+    limit_spec!(
+        "max_pending_subscriptions",
+        max_pending_subscriptions,
+        usize,
+        1,
+        CAP_PENDING_SUBSCRIPTIONS
+    ),
+    limit_spec!(
+        "max_stanza_bytes",
+        max_stanza_bytes,
+        usize,
+        4096,
+        CAP_STANZA_BYTES
+    ),
+    limit_spec!(
+        "max_stanza_bytes_preauth",
+        max_stanza_bytes_preauth,
+        usize,
+        2048,
+        CAP_STANZA_BYTES_PREAUTH
+    ),
+    limit_spec!("max_xml_depth", max_xml_depth, usize, 4, CAP_XML_DEPTH),
+    limit_spec!(
+        "max_xml_attributes",
+        max_xml_attributes,
+        usize,
+        8,
+        CAP_XML_ATTRIBUTES
+    ),
+    limit_spec!(
+        "max_outbound_queue_bytes",
+        max_outbound_queue_bytes,
+        usize,
+        8192,
+        CAP_OUTBOUND_QUEUE_BYTES
+    ),
+    limit_spec!(
+        "max_auth_attempts",
+        max_auth_attempts,
+        u8,
+        1,
+        CAP_AUTH_ATTEMPTS
+    ),
+    limit_spec!(
+        "auth_timeout_secs",
+        auth_timeout_secs,
+        u32,
+        1,
+        CAP_AUTH_TIMEOUT_SECS
+    ),
+];
+
+impl Limits {
+    /// Problems with these limits, as (key, message) pairs; empty when all are in range.
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        for spec in LIMIT_SPECS {
+            let v = (spec.get)(self);
+            if v < spec.min || v > spec.max {
+                problems.push((
+                    spec.key,
+                    format!(
+                        "{v} is outside the permitted range {}..={}",
+                        spec.min, spec.max
+                    ),
+                ));
+            }
+        }
+        if self.max_outbound_queue_bytes < self.max_stanza_bytes {
+            problems.push((
+                "max_outbound_queue_bytes",
+                format!(
+                    "{} is smaller than max_stanza_bytes ({}): one full-size stanza must fit",
+                    self.max_outbound_queue_bytes, self.max_stanza_bytes
+                ),
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_within_capacity() {
+        assert!(
+            Limits::default().check().is_empty(),
+            "{:?}",
+            Limits::default().check()
+        );
+    }
+
+    #[test]
+    fn over_capacity_is_reported_by_key() {
+        let mut l = Limits::default();
+        l.max_connections = CAP_CONNECTIONS + 1;
+        let p = l.check();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "max_connections");
+    }
+
+    #[test]
+    fn capacities_fit_heapless_rules() {
+        assert!(CAP_ONLINE_ACCOUNTS.is_power_of_two());
+        assert!(DEFAULT_OUTBOUND_QUEUE_BYTES >= DEFAULT_STANZA_BYTES);
+    }
+}

@@ -1,0 +1,1 @@
+//! Binary encoding of records (explicit little-endian, length-prefixed). STUB.
