@@ -5,6 +5,8 @@
 //! implement `From<…> for StreamCondition` / `StanzaCondition` here, like rustls maps
 //! `PeerMisbehaved` to TLS alerts in one table.
 
+use crate::xml::FrameError;
+
 /// RFC 6120 §4.9.3: every defined stream error condition, by its element name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamCondition {
@@ -204,6 +206,23 @@ impl StanzaError {
 impl From<StanzaCondition> for StanzaError {
     fn from(c: StanzaCondition) -> Self {
         StanzaError::new(c)
+    }
+}
+
+/// RFC 6120 §4.9.3 / §11: what each framing fault is called on the wire.
+impl From<FrameError> for StreamCondition {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::NotWellFormed(_) => StreamCondition::NotWellFormed,
+            FrameError::RestrictedXml => StreamCondition::RestrictedXml,
+            // §4.9.3.14: a stanza over the advertised size limit is a policy violation.
+            FrameError::TooLarge | FrameError::TooDeep | FrameError::TooManyAttributes => {
+                StreamCondition::PolicyViolation
+            }
+            FrameError::UnsupportedEncoding => StreamCondition::UnsupportedEncoding,
+            FrameError::InvalidNamespace => StreamCondition::InvalidNamespace,
+            FrameError::BadNamespacePrefix => StreamCondition::BadNamespacePrefix,
+        }
     }
 }
 

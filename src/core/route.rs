@@ -1,0 +1,386 @@
+//! Routing of stanzas sent by bound clients (RFC 6120 §10, RFC 6121 §8.5).
+//!
+//! Every stanza first has its `from` stamped with the sender's full JID (RFC 6120
+//! §8.1.2.1: added or overridden, never trusted), then goes to a domain: ours is served
+//! here; any other gets `<remote-server-not-found/>` until federation exists, through the
+//! same [`Core::route_to_domain`] step that will later reach MUC, components and s2s.
+
+use crate::core::Core;
+use crate::error::{StanzaCondition, StanzaError};
+use crate::jid::Jid;
+use crate::router::{AccountId, ConnId};
+use crate::stanza::{self, IqType, Kind, MessageType};
+use crate::xep::{self, IqReply, IqRequest, IqTarget};
+use crate::xml::{Element, NS_CLIENT, RawElement};
+
+/// Where a stanza's `to` leads.
+pub(crate) enum Destination {
+    /// Our own domain (or an address at it that the server answers for).
+    Server,
+    /// An account of ours, by bare JID.
+    Account { account: AccountId, local: String },
+    /// No such account here (RFC 6121 §8.5.1).
+    NoSuchAccount,
+    /// Another domain: no federation yet.
+    Remote,
+}
+
+impl Core {
+    pub(crate) fn session_jid(&self, id: ConnId) -> Option<Jid> {
+        self.conns
+            .get(id)
+            .and_then(|c| c.session.as_ref())
+            .map(|s| s.jid.clone())
+    }
+
+    /// The connection bound to exactly this full JID.
+    pub(crate) fn find_full(&self, account: AccountId, full: &Jid) -> Option<ConnId> {
+        self.online.resources(account).iter().copied().find(|c| {
+            self.conns
+                .get(*c)
+                .and_then(|x| x.session.as_ref())
+                .is_some_and(|s| &s.jid == full)
+        })
+    }
+
+    pub(crate) fn route_to_domain(&self, to: &Jid) -> Destination {
+        if to.domain() != self.cfg.domain {
+            return Destination::Remote;
+        }
+        match to.local() {
+            None => Destination::Server,
+            Some(local) => match self.accounts.get(local) {
+                Some(a) => Destination::Account {
+                    account: *a,
+                    local: local.to_string(),
+                },
+                None => Destination::NoSuchAccount,
+            },
+        }
+    }
+
+    pub(crate) fn route_from_client(&mut self, id: ConnId, raw: RawElement) {
+        let Some(kind) = Kind::of(raw.name(), raw.ns()) else {
+            return;
+        };
+        let Some(from) = self.session_jid(id) else {
+            return;
+        };
+        let to = match raw.attr("to") {
+            None => None,
+            Some(t) => match Jid::parse(t) {
+                Ok(j) => Some(j),
+                Err(_) => {
+                    // RFC 6120 §8.3.3.8: a malformed address is a stanza error.
+                    if !stanza::is_error(&raw)
+                        && !(kind == Kind::Iq && raw.attr("type") == Some("result"))
+                    {
+                        let err = StanzaError::new(StanzaCondition::JidMalformed);
+                        let domain = self.cfg.domain.clone();
+                        self.send(id, |out| {
+                            stanza::write_error_reply(
+                                out,
+                                kind,
+                                raw.attr("id"),
+                                &domain,
+                                from.as_str(),
+                                &err,
+                            )
+                        });
+                    }
+                    return;
+                }
+            },
+        };
+        match kind {
+            Kind::Message => self.route_message(id, &from, to, &raw),
+            Kind::Presence => self.presence_from_client(id, &from, to, raw),
+            Kind::Iq => self.route_iq(id, &from, to, raw),
+        }
+    }
+
+    /// Replies to a stanza with an error, unless it is itself an error (RFC 6120 §8.3.1).
+    pub(crate) fn bounce(
+        &mut self,
+        id: ConnId,
+        raw: &RawElement,
+        kind: Kind,
+        sender: &Jid,
+        err: StanzaError,
+    ) {
+        if stanza::is_error(raw) || (kind == Kind::Iq && raw.attr("type") == Some("result")) {
+            return;
+        }
+        let from = raw.attr("to").unwrap_or(&self.cfg.domain).to_string();
+        self.send(id, |out| {
+            stanza::write_error_reply(out, kind, raw.attr("id"), &from, sender.as_str(), &err)
+        });
+    }
+
+    /// Delivers a client's stanza to a connection, stamped with the sender's address.
+    pub(crate) fn deliver(
+        &mut self,
+        sender: ConnId,
+        target: ConnId,
+        raw: &RawElement,
+        from: &str,
+        to: &str,
+    ) {
+        let prefixes = self
+            .conns
+            .get(sender)
+            .map(|c| c.extra_prefixes.clone())
+            .unwrap_or_default();
+        self.send(target, |out| {
+            raw.write_with_addresses(out, Some(from), Some(to), &prefixes)
+        });
+    }
+
+    fn route_message(&mut self, id: ConnId, from: &Jid, to: Option<Jid>, raw: &RawElement) {
+        let mtype = MessageType::parse(raw.attr("type"));
+        // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
+        let to = to.unwrap_or_else(|| from.bare());
+        match self.route_to_domain(&to) {
+            Destination::Remote => self.bounce(
+                id,
+                raw,
+                Kind::Message,
+                from,
+                StanzaError::new(StanzaCondition::RemoteServerNotFound),
+            ),
+            // The server itself takes no messages yet (later: admin announcements).
+            Destination::Server => {}
+            Destination::NoSuchAccount => {
+                // RFC 6121 §8.5.1: the account does not exist.
+                self.bounce(
+                    id,
+                    raw,
+                    Kind::Message,
+                    from,
+                    StanzaError::new(StanzaCondition::ServiceUnavailable),
+                )
+            }
+            Destination::Account { account, .. } => {
+                if to.resource().is_some() {
+                    if let Some(target) = self.find_full(account, &to) {
+                        self.deliver(id, target, raw, from.as_str(), to.as_str());
+                        return;
+                    }
+                    // RFC 6121 §8.5.3.2.1: full JID without a session.
+                    match mtype {
+                        MessageType::Groupchat => {
+                            return self.bounce(
+                                id,
+                                raw,
+                                Kind::Message,
+                                from,
+                                StanzaError::new(StanzaCondition::ServiceUnavailable),
+                            );
+                        }
+                        MessageType::Error => return,
+                        _ => {}
+                    }
+                }
+                self.message_to_bare(id, from, &to, account, raw, mtype);
+            }
+        }
+    }
+
+    /// RFC 6121 §8.5.2: a message for an account's bare JID.
+    fn message_to_bare(
+        &mut self,
+        id: ConnId,
+        from: &Jid,
+        to: &Jid,
+        account: AccountId,
+        raw: &RawElement,
+        mtype: MessageType,
+    ) {
+        // Only available resources with non-negative priority take bare-JID messages.
+        let mut candidates: heapless::Vec<
+            (ConnId, i8),
+            { crate::limits::CAP_RESOURCES_PER_ACCOUNT },
+        > = heapless::Vec::new();
+        for c in self.online.resources(account) {
+            if let Some(s) = self.conns.get(*c).and_then(|x| x.session.as_ref()) {
+                if s.available && s.priority >= 0 {
+                    let _ = candidates.push((*c, s.priority));
+                }
+            }
+        }
+        let targets: heapless::Vec<ConnId, { crate::limits::CAP_RESOURCES_PER_ACCOUNT }> =
+            match mtype {
+                MessageType::Groupchat => {
+                    return self.bounce(
+                        id,
+                        raw,
+                        Kind::Message,
+                        from,
+                        StanzaError::new(StanzaCondition::ServiceUnavailable),
+                    );
+                }
+                // §8.5.2.1.1: headline goes to every such resource.
+                MessageType::Headline => candidates.iter().map(|(c, _)| *c).collect(),
+                // chat, normal, error: the resources with the highest priority (all of them
+                // when several share it, as Prosody does).
+                _ => {
+                    let best = candidates.iter().map(|(_, p)| *p).max();
+                    candidates
+                        .iter()
+                        .filter(|(_, p)| Some(*p) == best)
+                        .map(|(c, _)| *c)
+                        .collect()
+                }
+            };
+        if targets.is_empty() {
+            // §8.5.2.2: no available resource. Offline storage is a later feature; until
+            // then chat and normal messages are refused rather than silently lost.
+            if matches!(mtype, MessageType::Chat | MessageType::Normal) {
+                self.bounce(
+                    id,
+                    raw,
+                    Kind::Message,
+                    from,
+                    StanzaError::new(StanzaCondition::ServiceUnavailable),
+                );
+            }
+            return;
+        }
+        for t in targets {
+            self.deliver(id, t, raw, from.as_str(), to.as_str());
+        }
+    }
+
+    fn route_iq(&mut self, id: ConnId, from: &Jid, to: Option<Jid>, raw: RawElement) {
+        // RFC 6120 §8.2.3: type and id are required.
+        let Some(itype) = IqType::parse(raw.attr("type")) else {
+            let err = StanzaError::new(StanzaCondition::BadRequest);
+            return self.bounce(id, &raw, Kind::Iq, from, err);
+        };
+        let Some(iq_id) = raw.attr("id").map(str::to_string) else {
+            if itype.is_request() {
+                self.bounce(
+                    id,
+                    &raw,
+                    Kind::Iq,
+                    from,
+                    StanzaError::new(StanzaCondition::BadRequest),
+                );
+            }
+            return;
+        };
+        let target = match &to {
+            None => IqTarget::OwnAccount,
+            Some(t) => match self.route_to_domain(t) {
+                Destination::Remote => {
+                    return self.bounce(
+                        id,
+                        &raw,
+                        Kind::Iq,
+                        from,
+                        StanzaError::new(StanzaCondition::RemoteServerNotFound),
+                    );
+                }
+                Destination::NoSuchAccount => {
+                    return self.bounce(
+                        id,
+                        &raw,
+                        Kind::Iq,
+                        from,
+                        StanzaError::new(StanzaCondition::ServiceUnavailable),
+                    );
+                }
+                Destination::Server => IqTarget::Server,
+                Destination::Account { account, .. } => {
+                    if t.resource().is_some() {
+                        // A full JID: the iq is for that client, not for us.
+                        match self.find_full(account, t) {
+                            Some(target) => {
+                                self.deliver(id, target, &raw, from.as_str(), t.as_str())
+                            }
+                            None if itype.is_request() => self.bounce(
+                                id,
+                                &raw,
+                                Kind::Iq,
+                                from,
+                                StanzaError::new(StanzaCondition::ServiceUnavailable),
+                            ),
+                            None => {}
+                        }
+                        return;
+                    }
+                    if t.bare_str() == from.bare_str() {
+                        IqTarget::OwnAccount
+                    } else {
+                        IqTarget::OtherAccount(account)
+                    }
+                }
+            },
+        };
+        if !itype.is_request() {
+            // Results and errors for the server (roster push acknowledgements...): consumed.
+            return;
+        }
+        let Ok(iq) = Element::parse(&raw, NS_CLIENT) else {
+            return self.bounce(
+                id,
+                &raw,
+                Kind::Iq,
+                from,
+                StanzaError::new(StanzaCondition::BadRequest),
+            );
+        };
+        // §8.2.3: a get or set has exactly one payload element.
+        let mut children = iq.elements();
+        let (Some(payload), None) = (children.next(), children.next()) else {
+            return self.bounce(
+                id,
+                &raw,
+                Kind::Iq,
+                from,
+                StanzaError::new(StanzaCondition::BadRequest),
+            );
+        };
+        let req = IqRequest {
+            conn: id,
+            from: from.clone(),
+            to: to.clone(),
+            target,
+            id: iq_id,
+            itype,
+            payload: payload.clone(),
+        };
+        let reply = xep::dispatch_iq(self, &req);
+        self.answer_iq(&req, reply);
+    }
+
+    /// Sends the reply a handler produced.
+    pub(crate) fn answer_iq(&mut self, req: &IqRequest, reply: IqReply) {
+        let reply_from = req.to.as_ref().map(|t| t.to_string());
+        match reply {
+            IqReply::Done => {}
+            IqReply::Result(payload) => self.send(req.conn, |out| {
+                stanza::write_iq_result(
+                    out,
+                    &req.id,
+                    reply_from.as_deref(),
+                    req.from.as_str(),
+                    payload.as_ref(),
+                )
+            }),
+            IqReply::Error(err) => {
+                let from = reply_from.unwrap_or_default();
+                self.send(req.conn, |out| {
+                    stanza::write_error_reply(
+                        out,
+                        Kind::Iq,
+                        Some(&req.id),
+                        &from,
+                        req.from.as_str(),
+                        &err,
+                    )
+                })
+            }
+        }
+    }
+}

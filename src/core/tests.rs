@@ -1,0 +1,1 @@
+//! Transcript tests of the core, driven in-process with a fake clock.
