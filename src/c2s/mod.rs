@@ -43,9 +43,8 @@ pub struct C2s {
     pub(crate) awaiting_header: bool,
     /// Our stream header has been sent for the current stream (errors need one first).
     pub(crate) header_sent: bool,
+    /// The stream is encrypted (direct TLS per XEP-0368, or after STARTTLS).
     pub(crate) tls: bool,
-    /// The listener was direct TLS (XEP-0368): STARTTLS is never offered.
-    pub(crate) direct_tls: bool,
     /// `<proceed/>` was sent; input is ignored until the TLS layer reports success.
     pub(crate) tls_pending: bool,
     pub(crate) channel_binding: Option<Vec<u8>>,
@@ -61,7 +60,6 @@ impl C2s {
             awaiting_header: true,
             header_sent: false,
             tls,
-            direct_tls: tls,
             tls_pending: false,
             channel_binding,
             sasl: None,

@@ -370,6 +370,11 @@ impl Core {
         self.held_conns = still_held;
     }
 
+    /// Number of the last record made (0 when none).
+    pub fn last_record_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
     pub fn has_pending_records(&self) -> bool {
         !self.pending_records.is_empty()
     }

@@ -1,1 +1,361 @@
-//! TODO
+//! The smol shell: sockets, TLS, timers, storage and signals around the sans-I/O core.
+//!
+//! One `Core` sits behind a mutex that is never held across an `.await`. Each connection
+//! task reads its socket, feeds the core, and writes what the core queued for it when its
+//! wake-up channel fires; the router never waits on a socket (STYLE.md rule 5). A storage
+//! task batches the core's records into one fsync (group commit), a timer task runs
+//! deadlines, and a control socket lets the CLI change accounts in the running server.
+
+pub mod conn;
+pub mod control;
+pub mod files;
+pub mod persist;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use smol::channel::{Receiver, Sender};
+use smol::net::TcpListener;
+
+use crate::config::Config;
+use crate::core::{Core, CoreConfig};
+use crate::limits::{CAP_CONNECTIONS, SHUTDOWN_GRACE_MS};
+use crate::router::ConnId;
+use crate::storage::{FileStore, StoreError};
+use crate::time::{Entropy, Millis};
+
+/// The operating system's random generator, handed to the core.
+pub struct SystemEntropy(ring::rand::SystemRandom);
+
+impl SystemEntropy {
+    pub fn new() -> SystemEntropy {
+        SystemEntropy(ring::rand::SystemRandom::new())
+    }
+}
+
+impl Default for SystemEntropy {
+    fn default() -> Self {
+        SystemEntropy::new()
+    }
+}
+
+impl Entropy for SystemEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if ring::rand::SecureRandom::fill(&self.0, buf).is_err() {
+            // getrandom does not fail on Linux after boot; if it ever did, carrying on
+            // with predictable nonces would be worse than stopping.
+            log::error!("the system random generator failed");
+            std::process::abort();
+        }
+    }
+}
+
+pub struct State {
+    pub core: Core,
+    /// Wake-up channels of connection tasks, indexed by slot.
+    wakers: Vec<Option<Sender<()>>>,
+    timer_armed: Option<Millis>,
+}
+
+pub struct Shared {
+    state: Mutex<State>,
+    start: Instant,
+    store_wake: Sender<()>,
+    timer_wake: Sender<()>,
+    /// Highest record number known durable, and an event for those waiting on it.
+    committed: AtomicU64,
+    committed_event: event_listener::Event,
+    pub domain: String,
+}
+
+impl Shared {
+    pub fn now(&self) -> Millis {
+        Millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic aborts the process (panic = "abort"), so a poisoned lock cannot be seen
+        // in production; in tests the state is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells whoever must act on what the last core call produced.
+    pub fn dispatch(&self, st: &mut State, scratch: &mut Vec<ConnId>) {
+        st.core.take_ready(scratch);
+        for id in scratch.iter() {
+            if let Some(Some(w)) = st.wakers.get(id.index()) {
+                let _ = w.try_send(());
+            }
+        }
+        if st.core.has_pending_records() {
+            let _ = self.store_wake.try_send(());
+        }
+        let next = st.core.next_timeout();
+        if next.is_some() && (st.timer_armed.is_none() || next < st.timer_armed) {
+            st.timer_armed = next;
+            let _ = self.timer_wake.try_send(());
+        }
+    }
+
+    fn set_waker(st: &mut State, id: ConnId, waker: Option<Sender<()>>) {
+        if let Some(slot) = st.wakers.get_mut(id.index()) {
+            *slot = waker;
+        }
+    }
+
+    /// Waits until record `seq` is durable.
+    pub async fn wait_committed(&self, seq: u64) {
+        loop {
+            if self.committed.load(Ordering::Acquire) >= seq {
+                return;
+            }
+            let listener = self.committed_event.listen();
+            if self.committed.load(Ordering::Acquire) >= seq {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    pub(crate) fn mark_committed(&self, seq: u64) {
+        self.committed.fetch_max(seq, Ordering::AcqRel);
+        self.committed_event.notify(usize::MAX);
+    }
+}
+
+#[derive(Debug)]
+pub enum ServeError {
+    DataDir(PathBuf, std::io::Error),
+    Store(StoreError),
+    Tls(tls::TlsError),
+    Bind(SocketAddr, std::io::Error),
+    NoListeners,
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::DataDir(p, e) => write!(f, "data directory {}: {e}", p.display()),
+            ServeError::Store(e) => write!(f, "{e}"),
+            ServeError::Tls(e) => write!(f, "{e}"),
+            ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            ServeError::NoListeners => write!(f, "no listener is configured"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// Binds `addr`; the default `[::]` falls back to `0.0.0.0` on hosts without IPv6
+/// (OpenWrt builds can lack it).
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            log::warn!("cannot listen on {addr} ({e}); using {v4}");
+            TcpListener::bind(v4).await.map_err(|e| ServeError::Bind(v4, e))
+        }
+        Err(e) => Err(ServeError::Bind(addr, e)),
+    }
+}
+
+/// Runs the server until SIGTERM/SIGINT. Returns after a clean shutdown.
+pub fn serve(cfg: Config) -> Result<(), ServeError> {
+    files::create_private_dir(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
+    let store_dir = cfg.data_dir.join("store");
+    let (store, db, report) = FileStore::open(&store_dir, cfg.storage.compact_log_bytes).map_err(ServeError::Store)?;
+    if report.torn_tail_bytes > 0 {
+        log::warn!(
+            "{}: dropped {} bytes of an unfinished write at the end of the log (a crash during a write that was never acknowledged)",
+            store_dir.display(),
+            report.torn_tail_bytes
+        );
+    }
+    log::info!(
+        "loaded {} accounts from {} ({} snapshot + {} log records)",
+        db.users.len(),
+        store_dir.display(),
+        report.snapshot_records,
+        report.log_records
+    );
+    let secret = files::load_or_create_secret(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
+    let tls = tls::setup(cfg.tls.certificate.as_deref(), cfg.tls.key.as_deref(), &cfg.data_dir, &cfg.domain)
+        .map_err(ServeError::Tls)?;
+    if cfg.c2s.listen.is_empty() && cfg.c2s.listen_tls.is_empty() {
+        return Err(ServeError::NoListeners);
+    }
+    let core = Core::new(
+        CoreConfig {
+            domain: cfg.domain.clone(),
+            limits: cfg.limits.clone(),
+            require_encryption: cfg.c2s.require_encryption,
+            allow_plain_unencrypted: cfg.c2s.allow_plain_unencrypted,
+            server_secret: secret,
+        },
+        db,
+        Box::new(SystemEntropy::new()),
+    );
+    let (store_wake, store_rx) = smol::channel::bounded(1);
+    let (timer_wake, timer_rx) = smol::channel::bounded(1);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State { core, wakers: vec![None; CAP_CONNECTIONS], timer_armed: None }),
+        start: Instant::now(),
+        store_wake,
+        timer_wake,
+        committed: AtomicU64::new(0),
+        committed_event: event_listener::Event::new(),
+        domain: cfg.domain.clone(),
+    });
+    let tls = Arc::new(tls);
+    let ex = Arc::new(smol::Executor::new());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let mut workers = Vec::new();
+    for i in 1..threads {
+        let ex = ex.clone();
+        let stop = stop_rx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("xmppd-{i}"))
+            .spawn(move || smol::block_on(ex.run(async { while stop.recv().await.is_ok() {} })))
+            .map_err(|e| ServeError::DataDir(PathBuf::from("thread"), e))?;
+        workers.push(handle);
+    }
+    let result = smol::block_on(ex.run(run(ex.clone(), shared, tls, cfg, store, store_rx, timer_rx)));
+    drop(stop_tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    result
+}
+
+async fn run(
+    ex: Arc<smol::Executor<'static>>,
+    shared: Arc<Shared>,
+    tls: Arc<tls::TlsSetup>,
+    cfg: Config,
+    store: FileStore,
+    store_rx: Receiver<()>,
+    timer_rx: Receiver<()>,
+) -> Result<(), ServeError> {
+    let mut listeners = Vec::new();
+    for addr in &cfg.c2s.listen {
+        listeners.push((bind(*addr).await?, false));
+    }
+    for addr in &cfg.c2s.listen_tls {
+        listeners.push((bind(*addr).await?, true));
+    }
+    log::info!("domain: {}", cfg.domain);
+    log::info!("certificate {} SHA-256 fingerprint: {}", tls.cert_path.display(), tls.fingerprint);
+    for (l, direct) in &listeners {
+        let addr = l.local_addr().map_err(|e| ServeError::Bind(cfg.c2s.listen[0], e))?;
+        log::info!("c2s ({}) listening on {addr}", if *direct { "direct TLS" } else { "STARTTLS" });
+    }
+    let persist_task = ex.spawn(persist::run(shared.clone(), store, store_rx, cfg.storage.flush_delay_ms));
+    ex.spawn(timer_task(shared.clone(), timer_rx)).detach();
+    let control = control::listen(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
+    ex.spawn(control::serve(shared.clone(), control)).detach();
+    for (l, direct) in listeners {
+        ex.spawn(accept_loop(ex.clone(), shared.clone(), tls.clone(), l, direct)).detach();
+    }
+    log::info!("xmppd ready");
+    wait_for_signal().await;
+    log::info!("shutting down");
+    {
+        let mut scratch = Vec::new();
+        let mut st = shared.lock();
+        let now = shared.now();
+        st.core.shutdown(now);
+        shared.dispatch(&mut st, &mut scratch);
+    }
+    // Give connections a moment to write their <system-shutdown/>.
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    while shared.lock().core.connection_count() > 0 && Instant::now() < deadline {
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    // Everything acknowledged is already durable; flush what is still in flight.
+    let last = shared.lock().core.last_record_seq();
+    let _ = shared.store_wake.try_send(());
+    let flushed = smol::future::or(async { shared.wait_committed(last).await; true }, async {
+        smol::Timer::after(Duration::from_secs(10)).await;
+        false
+    })
+    .await;
+    if !flushed {
+        log::error!("could not write the last changes to the store before exiting");
+    }
+    drop(persist_task);
+    control::remove_socket(&cfg.data_dir);
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use async_signal::{Signal, Signals};
+    use smol::stream::StreamExt;
+    match Signals::new([Signal::Term, Signal::Int]) {
+        Ok(mut signals) => {
+            let _ = signals.next().await;
+        }
+        Err(e) => {
+            log::error!("cannot watch signals ({e}); stop the server with SIGKILL");
+            smol::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn accept_loop(
+    ex: Arc<smol::Executor<'static>>,
+    shared: Arc<Shared>,
+    tls: Arc<tls::TlsSetup>,
+    listener: TcpListener,
+    direct: bool,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                ex.spawn(conn::run(shared.clone(), tls.clone(), stream, peer, direct)).detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn timer_task(shared: Arc<Shared>, wake: Receiver<()>) {
+    let mut scratch = Vec::new();
+    loop {
+        let next = shared.lock().core.next_timeout();
+        match next {
+            Some(t) => {
+                let wait = Duration::from_millis(t.saturating_sub(shared.now()));
+                smol::future::or(
+                    async {
+                        smol::Timer::after(wait).await;
+                    },
+                    async {
+                        let _ = wake.recv().await;
+                    },
+                )
+                .await;
+            }
+            None => {
+                if wake.recv().await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut st = shared.lock();
+        let now = shared.now();
+        st.core.handle_timeout(now);
+        st.timer_armed = st.core.next_timeout();
+        shared.dispatch(&mut st, &mut scratch);
+    }
+}

@@ -1,0 +1,187 @@
+//! One task per TCP connection: TLS, reading into the core, writing what the core queued.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_rustls::TlsAcceptor;
+use futures_rustls::server::TlsStream;
+use smol::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::net::TcpStream;
+
+use super::tls::{TlsSetup, channel_binding};
+use super::{Shared, State};
+use crate::core::Action;
+use crate::limits::READ_CHUNK_BYTES;
+use crate::router::ConnId;
+
+/// How long a TLS handshake may take, and how long a write may stall before the peer is
+/// considered gone. Both bound how long a dead peer can hold a task.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Left behind while the TCP stream moves into the TLS layer.
+    Detached,
+}
+
+impl Transport {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf).await,
+            Transport::Tls(s) => s.read(buf).await,
+            Transport::Detached => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => write_flush(s, data).await,
+            Transport::Tls(s) => write_flush(s.as_mut(), data).await,
+            Transport::Detached => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn close(&mut self) {
+        let _ = match self {
+            Transport::Plain(s) => s.close().await,
+            Transport::Tls(s) => s.close().await,
+            Transport::Detached => Ok(()),
+        };
+    }
+}
+
+async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {
+    w.write_all(data).await?;
+    w.flush().await
+}
+
+async fn with_timeout<T>(d: Duration, f: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
+    smol::future::or(f, async {
+        smol::Timer::after(d).await;
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))
+    })
+    .await
+}
+
+async fn accept_tls(tls: &TlsSetup, stream: TcpStream, direct: bool) -> std::io::Result<(Transport, Option<Vec<u8>>)> {
+    let cfg = if direct { tls.direct.clone() } else { tls.starttls.clone() };
+    let s = with_timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(cfg).accept(stream)).await?;
+    let cb = channel_binding(s.get_ref().1);
+    Ok((Transport::Tls(Box::new(s)), cb))
+}
+
+pub async fn run(shared: Arc<Shared>, tls: Arc<TlsSetup>, stream: TcpStream, peer: SocketAddr, direct: bool) {
+    let _ = stream.set_nodelay(true);
+    let (mut transport, cb) = if direct {
+        match accept_tls(&tls, stream, true).await {
+            Ok(t) => t,
+            Err(e) => {
+                log::debug!("direct TLS handshake with {peer} failed: {e}");
+                return;
+            }
+        }
+    } else {
+        (Transport::Plain(stream), None)
+    };
+    let (wake_tx, wake_rx) = smol::channel::bounded::<()>(1);
+    let mut scratch = Vec::new();
+    let opened = {
+        let mut st = shared.lock();
+        let now = shared.now();
+        let r = st.core.open(direct.then_some(cb), now);
+        match r {
+            Ok(id) => {
+                Shared::set_waker(&mut st, id, Some(wake_tx));
+                shared.dispatch(&mut st, &mut scratch);
+                Ok(id)
+            }
+            Err(_) => Err(st.core.refusal()),
+        }
+    };
+    let id = match opened {
+        Ok(id) => id,
+        Err(refusal) => {
+            log::warn!("connection from {peer} refused: connection table full");
+            let _ = with_timeout(Duration::from_secs(5), transport.write_all(&refusal)).await;
+            transport.close().await;
+            return;
+        }
+    };
+    log::info!("[{id}] connection from {peer}{}", if direct { " (direct TLS)" } else { "" });
+    let reason = drive(&shared, &tls, &mut transport, id, &wake_rx, &mut scratch).await;
+    log::info!("[{id}] closed ({reason})");
+    transport.close().await;
+    let mut st = shared.lock();
+    let now = shared.now();
+    st.core.handle_closed(id, now);
+    Shared::set_waker(&mut st, id, None);
+    shared.dispatch(&mut st, &mut scratch);
+}
+
+enum Event {
+    Read(std::io::Result<usize>),
+    Wake,
+}
+
+/// The connection's life; returns why it ended.
+async fn drive(
+    shared: &Shared,
+    tls: &TlsSetup,
+    transport: &mut Transport,
+    id: ConnId,
+    wake: &smol::channel::Receiver<()>,
+    scratch: &mut Vec<ConnId>,
+) -> &'static str {
+    let mut rbuf = vec![0u8; READ_CHUNK_BYTES];
+    let mut wbuf: Vec<u8> = Vec::new();
+    loop {
+        let ev = smol::future::or(async { Event::Read(transport.read(&mut rbuf).await) }, async {
+            let _ = wake.recv().await;
+            Event::Wake
+        })
+        .await;
+        match ev {
+            Event::Read(Ok(0)) => return "peer closed",
+            Event::Read(Err(_)) => return "read error",
+            Event::Read(Ok(n)) => {
+                let mut st = shared.lock();
+                let now = shared.now();
+                st.core.handle_bytes(id, &rbuf[..n], now);
+                shared.dispatch(&mut st, scratch);
+            }
+            Event::Wake => {
+                let action = take_output(shared, id, &mut wbuf);
+                if !wbuf.is_empty() && with_timeout(WRITE_STALL_TIMEOUT, transport.write_all(&wbuf)).await.is_err() {
+                    return "write failed or stalled";
+                }
+                match action {
+                    None => {}
+                    Some(Action::Close) => return "closed by server",
+                    Some(Action::StartTls) => {
+                        let Transport::Plain(tcp) = std::mem::replace(transport, Transport::Detached) else {
+                            return "STARTTLS on an encrypted stream";
+                        };
+                        match accept_tls(tls, tcp, false).await {
+                            Ok((t, cb)) => {
+                                *transport = t;
+                                let mut st = shared.lock();
+                                let now = shared.now();
+                                st.core.tls_established(id, cb, now);
+                                shared.dispatch(&mut st, scratch);
+                            }
+                            Err(_) => return "STARTTLS handshake failed",
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn take_output(shared: &Shared, id: ConnId, into: &mut Vec<u8>) -> Option<Action> {
+    let mut st: std::sync::MutexGuard<'_, State> = shared.lock();
+    st.core.take_output(id, into)
+}

@@ -1,0 +1,130 @@
+//! TLS for the c2s listeners: certificate loading or first-start generation, rustls server
+//! configurations (ring provider, TLS 1.2+), and the `tls-exporter` channel binding.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::files::{create_private_dir, write_atomically};
+
+/// RFC 9266 §2: label and length of the `tls-exporter` channel binding.
+const EXPORTER_LABEL: &[u8] = b"EXPORTER-Channel-Binding";
+const EXPORTER_LEN: usize = 32;
+
+/// XEP-0368: the ALPN protocol id of direct TLS c2s.
+pub const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
+
+pub struct TlsSetup {
+    pub starttls: Arc<ServerConfig>,
+    pub direct: Arc<ServerConfig>,
+    /// SHA-256 of the leaf certificate, as `AB:CD:…`, for the user to compare in the
+    /// client's trust prompt.
+    pub fingerprint: String,
+    pub cert_path: PathBuf,
+}
+
+#[derive(Debug)]
+pub enum TlsError {
+    Io(PathBuf, io::Error),
+    Pem(PathBuf, String),
+    Generate(String),
+    Rustls(String),
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            TlsError::Pem(p, e) => write!(f, "{}: {e}", p.display()),
+            TlsError::Generate(e) => write!(f, "generating a self-signed certificate: {e}"),
+            TlsError::Rustls(e) => write!(f, "TLS configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// Loads the configured certificate, or the generated one under `data_dir/tls/`
+/// (created on first start and whenever the domain changes).
+pub fn setup(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    data_dir: &Path,
+    domain: &str,
+) -> Result<TlsSetup, TlsError> {
+    let (cert_path, key_path) = match (cert, key) {
+        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf()),
+        _ => ensure_generated(data_dir, domain)?,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .map_err(|e| TlsError::Pem(cert_path.clone(), e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem(cert_path.clone(), e.to_string()))?;
+    let Some(leaf) = certs.first() else {
+        return Err(TlsError::Pem(cert_path, "no certificate in the file".into()));
+    };
+    let fingerprint = fingerprint(leaf.as_ref());
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| TlsError::Pem(key_path.clone(), e.to_string()))?;
+    let starttls = server_config(certs.clone(), key.clone_key(), Vec::new())?;
+    let direct = server_config(certs, key, vec![ALPN_XMPP_CLIENT.to_vec()])?;
+    Ok(TlsSetup { starttls, direct, fingerprint, cert_path })
+}
+
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    cfg.alpn_protocols = alpn;
+    Ok(Arc::new(cfg))
+}
+
+fn ensure_generated(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+    let dir = data_dir.join("tls");
+    create_private_dir(&dir).map_err(|e| TlsError::Io(dir.clone(), e))?;
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    let marker = dir.join("generated-for");
+    let current = std::fs::read_to_string(&marker).ok();
+    if current.as_deref().map(str::trim) == Some(domain) && cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    log::info!("generating a self-signed certificate for {domain} in {}", dir.display());
+    let generated = rcgen::generate_simple_self_signed(vec![domain.to_string()])
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    // Key first: a crash in between leaves a key without its certificate, which the next
+    // start regenerates (the marker is written last).
+    write_atomically(&key_path, generated.signing_key.serialize_pem().as_bytes(), 0o600)
+        .map_err(|e| TlsError::Io(key_path.clone(), e))?;
+    write_atomically(&cert_path, generated.cert.pem().as_bytes(), 0o644)
+        .map_err(|e| TlsError::Io(cert_path.clone(), e))?;
+    write_atomically(&marker, domain.as_bytes(), 0o600).map_err(|e| TlsError::Io(marker.clone(), e))?;
+    Ok((cert_path, key_path))
+}
+
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+/// RFC 9266 `tls-exporter` data. Only offered over TLS 1.3: with TLS 1.2 the exporter is
+/// safe only with the extended master secret, which a client cannot verify we used.
+pub fn channel_binding(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
+    if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    let mut out = vec![0u8; EXPORTER_LEN];
+    conn.export_keying_material(&mut out[..], EXPORTER_LABEL, None).ok()?;
+    Some(out)
+}
