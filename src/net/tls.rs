@@ -101,13 +101,17 @@ fn ensure_generated(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf),
         return Ok((cert_path, key_path));
     }
     log::info!("generating a self-signed certificate for {domain} in {}", dir.display());
-    let generated = rcgen::generate_simple_self_signed(vec![domain.to_string()])
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let key = rcgen::KeyPair::generate().map_err(gen_err)?;
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(gen_err)?;
+    // The name a user sees in the client's trust prompt.
+    params.distinguished_name.push(rcgen::DnType::CommonName, domain);
+    let cert = params.self_signed(&key).map_err(gen_err)?;
     // Key first: a crash in between leaves a key without its certificate, which the next
     // start regenerates (the marker is written last).
-    write_atomically(&key_path, generated.signing_key.serialize_pem().as_bytes(), 0o600)
+    write_atomically(&key_path, key.serialize_pem().as_bytes(), 0o600)
         .map_err(|e| TlsError::Io(key_path.clone(), e))?;
-    write_atomically(&cert_path, generated.cert.pem().as_bytes(), 0o644)
+    write_atomically(&cert_path, cert.pem().as_bytes(), 0o644)
         .map_err(|e| TlsError::Io(cert_path.clone(), e))?;
     write_atomically(&marker, domain.as_bytes(), 0o600).map_err(|e| TlsError::Io(marker.clone(), e))?;
     Ok((cert_path, key_path))

@@ -1,0 +1,61 @@
+//! Every example config shipped in config/ and board/ passes `xmppd check-config`, and a
+//! broken one is reported with file, line and key and exit status 78.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn example_configs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    let mut stack = vec![root.join("config"), root.join("board")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "toml") {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn shipped_configs_pass_check_config() {
+    let configs = example_configs();
+    assert!(!configs.is_empty(), "config/ holds at least the example file");
+    for c in configs {
+        let out = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["check-config", "--config"]).arg(&c).output().expect("run xmppd");
+        assert!(
+            out.status.success(),
+            "{} fails check-config:\n{}{}",
+            c.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn broken_config_lists_every_problem_with_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("xmppd-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "domain = \"localhost\"\nlog_levl = \"info\"\n[c2s]\nlisten = [\"not-an-address\"]\n[limits]\nmax_connections = 100000\n")
+        .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["check-config", "--config"]).arg(&file).output().expect("run xmppd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    let name = file.display().to_string();
+    assert!(err.contains(&format!("{name}:2: log_levl")), "unknown key with its line: {err}");
+    assert!(err.contains("did you mean"), "{err}");
+    assert!(err.contains(&format!("{name}:4: c2s.listen")), "{err}");
+    assert!(err.contains(&format!("{name}:6: limits.max_connections")), "{err}");
+    // serve refuses the same file with the same status.
+    let out = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["serve", "--config"]).arg(&file).output().expect("run xmppd");
+    assert_eq!(out.status.code(), Some(78));
+    let _ = std::fs::remove_dir_all(&dir);
+}
