@@ -185,7 +185,9 @@ fn parse_addrs(flag: &str, values: &[String]) -> Result<Vec<SocketAddr>, i32> {
         .iter()
         .map(|v| {
             v.parse::<SocketAddr>().map_err(|_| {
-                eprintln!("--{flag} {v}: not an ADDR:PORT (IPv6 addresses go in brackets: [::]:5222)");
+                eprintln!(
+                    "--{flag} {v}: not an ADDR:PORT (IPv6 addresses go in brackets: [::]:5222)"
+                );
                 EXIT_CONFIG
             })
         })
@@ -262,7 +264,8 @@ fn account_name(jid: &str, domain: &str) -> Result<String, String> {
             return Err(format!("{jid}: this server serves {domain}, not {d}"));
         }
     }
-    crate::jid::normalize_localpart(local).map_err(|e| format!("{jid}: invalid account name ({e:?})"))
+    crate::jid::normalize_localpart(local)
+        .map_err(|e| format!("{jid}: invalid account name ({e:?})"))
 }
 
 fn read_password(given: Option<String>, who: &str) -> Result<String, String> {
@@ -275,7 +278,10 @@ fn read_password(given: Option<String>, who: &str) -> Result<String, String> {
         let _ = std::io::stderr().flush();
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).map_err(|e| format!("reading the password: {e}"))?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password: {e}"))?;
     let p = line.trim_end_matches(['\n', '\r']).to_string();
     if p.is_empty() {
         return Err("empty password".into());
@@ -318,18 +324,26 @@ fn user(cmd: UserCommand) -> i32 {
                 return EXIT_FAILURE;
             }
         };
-        let creds = match Credentials::new_random(&pw, cfg.scram_iterations, &mut SystemEntropy::new()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("unusable password: {e:?}");
-                return EXIT_FAILURE;
-            }
-        };
-        if kind == 0 { Change::Add(creds) } else { Change::Passwd(creds) }
+        let creds =
+            match Credentials::new_random(&pw, cfg.scram_iterations, &mut SystemEntropy::new()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("unusable password: {e:?}");
+                    return EXIT_FAILURE;
+                }
+            };
+        if kind == 0 {
+            Change::Add(creds)
+        } else {
+            Change::Passwd(creds)
+        }
     };
     match apply_change(&cfg.data_dir, &name, change) {
         Ok(()) => {
-            println!("{} {full}", ["created", "changed the password of", "deleted"][kind]);
+            println!(
+                "{} {full}",
+                ["created", "changed the password of", "deleted"][kind]
+            );
             EXIT_OK
         }
         Err(e) => {
@@ -348,8 +362,13 @@ fn apply_change(data_dir: &Path, name: &str, change: Change) -> Result<(), Strin
             let record = match change {
                 Change::Add(_) if exists => return Err("the account already exists".into()),
                 Change::Passwd(_) | Change::Del if !exists => return Err("no such account".into()),
-                Change::Add(c) | Change::Passwd(c) => Record::UserSet { user: name.to_string(), credentials: c },
-                Change::Del => Record::UserDelete { user: name.to_string() },
+                Change::Add(c) | Change::Passwd(c) => Record::UserSet {
+                    user: name.to_string(),
+                    credentials: c,
+                },
+                Change::Del => Record::UserDelete {
+                    user: name.to_string(),
+                },
             };
             store.append(&[record]).map_err(|e| e.to_string())
         }
@@ -391,7 +410,11 @@ fn user_list(config: Option<&Path>, data_dir: Option<PathBuf>) -> i32 {
         Err(code) => return code,
     };
     let names = match open_store(&cfg.data_dir) {
-        Ok(Some((_, db))) => db.users.keys().map(|u| format!("{u}@{}", cfg.domain)).collect(),
+        Ok(Some((_, db))) => db
+            .users
+            .keys()
+            .map(|u| format!("{u}@{}", cfg.domain))
+            .collect(),
         Ok(None) => match control_request(&cfg.data_dir, "list") {
             Ok(lines) => lines,
             Err(e) => {

@@ -25,7 +25,12 @@ pub fn format_utc(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 impl Log for StderrLogger {
@@ -43,8 +48,16 @@ impl Log for StderrLogger {
         if !ours && record.level() > log::Level::Warn {
             return;
         }
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let line = format!("{} {:<5} {}\n", format_utc(secs), record.level(), record.args());
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let line = format!(
+            "{} {:<5} {}\n",
+            format_utc(secs),
+            record.level(),
+            record.args()
+        );
         // A failed write to stderr has nowhere better to be reported.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
@@ -56,7 +69,9 @@ impl Log for StderrLogger {
 
 /// Installs the logger once; later calls only change the level.
 pub fn init(level: LevelFilter) {
-    let _ = log::set_boxed_logger(Box::new(StderrLogger { level: LevelFilter::Trace }));
+    let _ = log::set_boxed_logger(Box::new(StderrLogger {
+        level: LevelFilter::Trace,
+    }));
     log::set_max_level(level);
 }
 

@@ -266,10 +266,10 @@ impl Core {
             return;
         };
         match ptype {
-            PresenceType::Available => {
-                if !s.directed.contains(to) && s.directed.len() < CAP_DIRECTED_PRESENCE {
-                    s.directed.push(to.clone());
-                }
+            PresenceType::Available
+                if !s.directed.contains(to) && s.directed.len() < CAP_DIRECTED_PRESENCE =>
+            {
+                s.directed.push(to.clone());
             }
             PresenceType::Unavailable => s.directed.retain(|d| d != to),
             _ => {}
@@ -419,38 +419,38 @@ impl Core {
             crate::core::route::Destination::NoSuchAccount => {
                 // §3.1.3: a request to an account that does not exist is answered with
                 // unsubscribed on its behalf, which clears the user's pending request.
-                if ptype == PresenceType::Subscribe {
-                    if let Some(user) = user_bare.local().map(str::to_string) {
-                        let old = self.sub_state(&user, contact.as_str());
-                        let t = roster::inbound(old, PresenceType::Unsubscribed);
-                        self.apply_sub_state(&user, contact.as_str(), old, t.new);
-                        if let Some(account) = self.accounts.get(&user).copied() {
-                            for c in self.available_sessions(account) {
-                                self.send(c, |out| {
-                                    stanza::write_presence(
-                                        out,
-                                        PresenceType::Unsubscribed,
-                                        contact.as_str(),
-                                        user_bare.as_str(),
-                                        None,
-                                    )
-                                });
-                            }
+                if ptype == PresenceType::Subscribe
+                    && let Some(user) = user_bare.local().map(str::to_string)
+                {
+                    let old = self.sub_state(&user, contact.as_str());
+                    let t = roster::inbound(old, PresenceType::Unsubscribed);
+                    self.apply_sub_state(&user, contact.as_str(), old, t.new);
+                    if let Some(account) = self.accounts.get(&user).copied() {
+                        for c in self.available_sessions(account) {
+                            self.send(c, |out| {
+                                stanza::write_presence(
+                                    out,
+                                    PresenceType::Unsubscribed,
+                                    contact.as_str(),
+                                    user_bare.as_str(),
+                                    None,
+                                )
+                            });
                         }
                     }
                 }
             }
             crate::core::route::Destination::Remote => {
-                if ptype == PresenceType::Subscribe {
-                    if let Some(raw) = original {
-                        self.bounce(
-                            id,
-                            raw,
-                            Kind::Presence,
-                            user_bare,
-                            StanzaError::new(StanzaCondition::RemoteServerNotFound),
-                        );
-                    }
+                if ptype == PresenceType::Subscribe
+                    && let Some(raw) = original
+                {
+                    self.bounce(
+                        id,
+                        raw,
+                        Kind::Presence,
+                        user_bare,
+                        StanzaError::new(StanzaCondition::RemoteServerNotFound),
+                    );
                 }
             }
             crate::core::route::Destination::Server => {}

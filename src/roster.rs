@@ -120,26 +120,20 @@ pub fn inbound(s: SubState, ptype: PresenceType) -> Transition {
                 pass_on = true;
             }
         }
-        PresenceType::Subscribed => {
-            if s.pending_out {
-                new.sub = with_to(s.sub, true);
-                new.pending_out = false;
-                pass_on = true;
-            }
+        PresenceType::Subscribed if s.pending_out => {
+            new.sub = with_to(s.sub, true);
+            new.pending_out = false;
+            pass_on = true;
         }
-        PresenceType::Unsubscribe => {
-            if s.sub.has_from() || s.pending_in {
-                new.sub = with_from(s.sub, false);
-                new.pending_in = false;
-                pass_on = true;
-            }
+        PresenceType::Unsubscribe if (s.sub.has_from() || s.pending_in) => {
+            new.sub = with_from(s.sub, false);
+            new.pending_in = false;
+            pass_on = true;
         }
-        PresenceType::Unsubscribed => {
-            if s.sub.has_to() || s.pending_out {
-                new.sub = with_to(s.sub, false);
-                new.pending_out = false;
-                pass_on = true;
-            }
+        PresenceType::Unsubscribed if (s.sub.has_to() || s.pending_out) => {
+            new.sub = with_to(s.sub, false);
+            new.pending_out = false;
+            pass_on = true;
         }
         _ => {}
     }
@@ -425,7 +419,17 @@ impl Core {
         old: SubState,
         new: SubState,
     ) {
-        if new.pending_in != old.pending_in {
+        let pending_full = self
+            .db
+            .user(user)
+            .is_some_and(|u| u.pending_in.len() >= self.cfg.limits.max_pending_subscriptions);
+        if new.pending_in && !old.pending_in && pending_full {
+            // A stranger must not fill the store with requests: past the bound a request
+            // is still shown to online resources but not kept for later.
+            log::warn!(
+                "{user} has too many pending subscription requests; not storing {contact}'s"
+            );
+        } else if new.pending_in != old.pending_in {
             let record = if new.pending_in {
                 Record::PendingInSet {
                     user: user.to_string(),

@@ -9,7 +9,11 @@ const ALICE: &str = "alice:wonderland";
 const BOB: &str = "bob:builder";
 
 fn server(options: ServerOptions) -> Server {
-    Server::start(options.user("alice@localhost", "wonderland").user("bob@localhost", "builder"))
+    Server::start(
+        options
+            .user("alice@localhost", "wonderland")
+            .user("bob@localhost", "builder"),
+    )
 }
 
 #[test]
@@ -28,11 +32,19 @@ fn login_with_each_mechanism_over_starttls_and_direct_tls() {
 #[test]
 fn plaintext_login_only_where_the_config_allows_it() {
     let secure = server(ServerOptions::secure());
-    let refused = secure.try_scenario("login", Transport::Plain, &["--mechanism", "SCRAM-SHA-256", "--user", ALICE]);
+    let refused = secure.try_scenario(
+        "login",
+        Transport::Plain,
+        &["--mechanism", "SCRAM-SHA-256", "--user", ALICE],
+    );
     assert!(!refused.success(), "TLS is required by default:\n{refused}");
     let plain = server(ServerOptions::plain());
     for mech in ["SCRAM-SHA-256", "PLAIN"] {
-        plain.scenario("login", Transport::Plain, &["--mechanism", mech, "--user", ALICE]);
+        plain.scenario(
+            "login",
+            Transport::Plain,
+            &["--mechanism", mech, "--user", ALICE],
+        );
     }
 }
 
@@ -40,9 +52,16 @@ fn plaintext_login_only_where_the_config_allows_it() {
 fn wrong_password_and_unknown_user_get_not_authorized() {
     let s = server(ServerOptions::secure());
     for mech in ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"] {
-        s.scenario("wrong-password", Transport::StartTls, &["--mechanism", mech, "--user", ALICE]);
+        s.scenario(
+            "wrong-password",
+            Transport::StartTls,
+            &["--mechanism", mech, "--user", ALICE],
+        );
     }
-    assert!(!s.log_contains("wonderland"), "passwords never reach the log");
+    assert!(
+        !s.log_contains("wonderland"),
+        "passwords never reach the log"
+    );
 }
 
 #[test]
@@ -54,13 +73,21 @@ fn roster_add_and_remove_push_to_every_resource() {
 #[test]
 fn subscription_dance_and_presence_on_and_off() {
     let s = server(ServerOptions::secure());
-    s.scenario("subscribe", Transport::StartTls, &["--user", ALICE, "--user", BOB]);
+    s.scenario(
+        "subscribe",
+        Transport::StartTls,
+        &["--user", ALICE, "--user", BOB],
+    );
 }
 
 #[test]
 fn messages_to_bare_and_full_jids_with_two_resources_each() {
     let s = server(ServerOptions::secure());
-    let out = s.scenario("messages", Transport::DirectTls, &["--user", ALICE, "--user", BOB]);
+    let out = s.scenario(
+        "messages",
+        Transport::DirectTls,
+        &["--user", ALICE, "--user", BOB],
+    );
     assert!(!out.events("bare-delivery").is_empty() || out.success());
 }
 
@@ -74,27 +101,50 @@ fn second_login_with_the_same_resource_gets_conflict() {
 #[test]
 fn disco_ping_and_version() {
     let s = server(ServerOptions::secure());
-    s.scenario("disco-ping-version", Transport::DirectTls, &["--user", ALICE]);
+    s.scenario(
+        "disco-ping-version",
+        Transport::DirectTls,
+        &["--user", ALICE],
+    );
 }
 
 #[test]
 fn rosters_survive_a_clean_restart_and_a_kill() {
     let mut s = server(ServerOptions::secure());
-    s.scenario("roster-setup", Transport::StartTls, &["--user", ALICE, "--user", BOB]);
+    s.scenario(
+        "roster-setup",
+        Transport::StartTls,
+        &["--user", ALICE, "--user", BOB],
+    );
     let status = s.stop();
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
     s.restart();
-    s.scenario("roster-check", Transport::StartTls, &["--user", ALICE, "--user", BOB]);
+    s.scenario(
+        "roster-check",
+        Transport::StartTls,
+        &["--user", ALICE, "--user", BOB],
+    );
     // kill -9: nothing acknowledged may be lost.
     s.kill();
     s.restart();
-    s.scenario("roster-check", Transport::DirectTls, &["--user", ALICE, "--user", BOB]);
+    s.scenario(
+        "roster-check",
+        Transport::DirectTls,
+        &["--user", ALICE, "--user", BOB],
+    );
 }
 
 #[test]
 fn accounts_added_while_running_work_at_once() {
     let s = server(ServerOptions::secure());
     s.user_add("carol@localhost", "pw-carol");
-    s.scenario("login", Transport::StartTls, &["--mechanism", "SCRAM-SHA-256", "--user", "carol:pw-carol"]);
-    assert!(s.log_contains("control: add carol@localhost done"), "went through the running server");
+    s.scenario(
+        "login",
+        Transport::StartTls,
+        &["--mechanism", "SCRAM-SHA-256", "--user", "carol:pw-carol"],
+    );
+    assert!(
+        s.log_contains("control: add carol@localhost done"),
+        "went through the running server"
+    );
 }

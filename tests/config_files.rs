@@ -9,7 +9,9 @@ fn example_configs() -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![root.join("config"), root.join("board")];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -26,9 +28,16 @@ fn example_configs() -> Vec<PathBuf> {
 #[test]
 fn shipped_configs_pass_check_config() {
     let configs = example_configs();
-    assert!(!configs.is_empty(), "config/ holds at least the example file");
+    assert!(
+        !configs.is_empty(),
+        "config/ holds at least the example file"
+    );
     for c in configs {
-        let out = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["check-config", "--config"]).arg(&c).output().expect("run xmppd");
+        let out = Command::new(env!("CARGO_BIN_EXE_xmppd"))
+            .args(["check-config", "--config"])
+            .arg(&c)
+            .output()
+            .expect("run xmppd");
         assert!(
             out.status.success(),
             "{} fails check-config:\n{}{}",
@@ -46,16 +55,43 @@ fn broken_config_lists_every_problem_with_line_and_key() {
     let file = dir.join("bad.toml");
     std::fs::write(&file, "domain = \"localhost\"\nlog_levl = \"info\"\n[c2s]\nlisten = [\"not-an-address\"]\n[limits]\nmax_connections = 100000\n")
         .expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["check-config", "--config"]).arg(&file).output().expect("run xmppd");
+    let out = Command::new(env!("CARGO_BIN_EXE_xmppd"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run xmppd");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     let name = file.display().to_string();
-    assert!(err.contains(&format!("{name}:2: log_levl")), "unknown key with its line: {err}");
+    assert!(
+        err.contains(&format!("{name}:2: log_levl")),
+        "unknown key with its line: {err}"
+    );
     assert!(err.contains("did you mean"), "{err}");
     assert!(err.contains(&format!("{name}:4: c2s.listen")), "{err}");
-    assert!(err.contains(&format!("{name}:6: limits.max_connections")), "{err}");
+    assert!(
+        err.contains(&format!("{name}:6: limits.max_connections")),
+        "{err}"
+    );
     // serve refuses the same file with the same status.
-    let out = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["serve", "--config"]).arg(&file).output().expect("run xmppd");
+    let out = Command::new(env!("CARGO_BIN_EXE_xmppd"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run xmppd");
     assert_eq!(out.status.code(), Some(78));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn readme_documents_every_config_key() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    for key in xmppd::config::all_keys() {
+        let name = key.dotted();
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not document `{name}`"
+        );
+    }
 }

@@ -464,11 +464,11 @@ impl Core {
     }
 
     fn signal(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(id) {
-            if !conn.out.signalled {
-                conn.out.signalled = true;
-                self.ready.push(id);
-            }
+        if let Some(conn) = self.conns.get_mut(id)
+            && !conn.out.signalled
+        {
+            conn.out.signalled = true;
+            self.ready.push(id);
         }
     }
 

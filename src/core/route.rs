@@ -71,23 +71,17 @@ impl Core {
             Some(t) => match Jid::parse(t) {
                 Ok(j) => Some(j),
                 Err(_) => {
-                    // RFC 6120 §8.3.3.8: a malformed address is a stanza error.
-                    if !stanza::is_error(&raw)
-                        && !(kind == Kind::Iq && raw.attr("type") == Some("result"))
-                    {
-                        let err = StanzaError::new(StanzaCondition::JidMalformed);
-                        let domain = self.cfg.domain.clone();
-                        self.send(id, |out| {
-                            stanza::write_error_reply(
-                                out,
-                                kind,
-                                raw.attr("id"),
-                                &domain,
-                                from.as_str(),
-                                &err,
-                            )
-                        });
-                    }
+                    // RFC 6120 §8.3.3.8: a malformed address is a stanza error, sent from
+                    // the server since the address itself cannot be used.
+                    let domain = self.cfg.domain.clone();
+                    self.bounce_as(
+                        id,
+                        &raw,
+                        kind,
+                        &from,
+                        &domain,
+                        StanzaError::new(StanzaCondition::JidMalformed),
+                    );
                     return;
                 }
             },
@@ -108,12 +102,25 @@ impl Core {
         sender: &Jid,
         err: StanzaError,
     ) {
+        let from = raw.attr("to").unwrap_or(&self.cfg.domain).to_string();
+        self.bounce_as(id, raw, kind, sender, &from, err);
+    }
+
+    /// [`Core::bounce`] with an explicit `from` for the error.
+    pub(crate) fn bounce_as(
+        &mut self,
+        id: ConnId,
+        raw: &RawElement,
+        kind: Kind,
+        sender: &Jid,
+        from: &str,
+        err: StanzaError,
+    ) {
         if stanza::is_error(raw) || (kind == Kind::Iq && raw.attr("type") == Some("result")) {
             return;
         }
-        let from = raw.attr("to").unwrap_or(&self.cfg.domain).to_string();
         self.send(id, |out| {
-            stanza::write_error_reply(out, kind, raw.attr("id"), &from, sender.as_str(), &err)
+            stanza::write_error_reply(out, kind, raw.attr("id"), from, sender.as_str(), &err)
         });
     }
 
@@ -202,10 +209,11 @@ impl Core {
             { crate::limits::CAP_RESOURCES_PER_ACCOUNT },
         > = heapless::Vec::new();
         for c in self.online.resources(account) {
-            if let Some(s) = self.conns.get(*c).and_then(|x| x.session.as_ref()) {
-                if s.available && s.priority >= 0 {
-                    let _ = candidates.push((*c, s.priority));
-                }
+            if let Some(s) = self.conns.get(*c).and_then(|x| x.session.as_ref())
+                && s.available
+                && s.priority >= 0
+            {
+                let _ = candidates.push((*c, s.priority));
             }
         }
         let targets: heapless::Vec<ConnId, { crate::limits::CAP_RESOURCES_PER_ACCOUNT }> =

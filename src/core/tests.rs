@@ -28,7 +28,9 @@ impl Entropy for SeededEntropy {
 /// PBKDF2 is slow in debug builds: derive the test credentials once.
 fn creds() -> &'static Credentials {
     static C: OnceLock<Credentials> = OnceLock::new();
-    C.get_or_init(|| Credentials::derive("secret", b"0123456789abcdef", 4096).expect("valid password"))
+    C.get_or_init(|| {
+        Credentials::derive("secret", b"0123456789abcdef", 4096).expect("valid password")
+    })
 }
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
@@ -47,7 +49,10 @@ impl H {
     fn with_limits(require_encryption: bool, limits: Limits) -> H {
         let mut db = Db::default();
         for u in ["alice", "bob"] {
-            db.apply(&Record::UserSet { user: u.into(), credentials: creds().clone() });
+            db.apply(&Record::UserSet {
+                user: u.into(),
+                credentials: creds().clone(),
+            });
         }
         let cfg = CoreConfig {
             domain: "localhost".into(),
@@ -56,11 +61,16 @@ impl H {
             allow_plain_unencrypted: !require_encryption,
             server_secret: vec![7; 32],
         };
-        H { core: Core::new(cfg, db, Box::new(SeededEntropy(42))), now: Millis(0) }
+        H {
+            core: Core::new(cfg, db, Box::new(SeededEntropy(42))),
+            now: Millis(0),
+        }
     }
 
     fn open(&mut self) -> ConnId {
-        self.core.open(None, self.now).expect("room for a connection")
+        self.core
+            .open(None, self.now)
+            .expect("room for a connection")
     }
 
     fn send(&mut self, id: ConnId, xml: &str) {
@@ -90,27 +100,47 @@ impl H {
         let id = self.open();
         self.send(id, HEADER);
         let features = self.recv(id);
-        assert!(features.contains("<mechanism>PLAIN</mechanism>"), "{features}");
+        assert!(
+            features.contains("<mechanism>PLAIN</mechanism>"),
+            "{features}"
+        );
         let auth = BASE64.encode(format!("\0{user}\0secret"));
-        self.send(id, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"));
+        self.send(
+            id,
+            &format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
+            ),
+        );
         let s = self.recv(id);
         assert!(s.contains("<success"), "{s}");
         self.send(id, HEADER);
         let f = self.recv(id);
-        assert!(f.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"), "{f}");
+        assert!(
+            f.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"),
+            "{f}"
+        );
         self.send(
             id,
             &format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"),
         );
         let b = self.recv(id);
-        assert!(b.contains(&format!("<jid>{user}@localhost/{resource}</jid>")), "{b}");
+        assert!(
+            b.contains(&format!("<jid>{user}@localhost/{resource}</jid>")),
+            "{b}"
+        );
         id
     }
 
     fn online(&mut self, user: &str, resource: &str, priority: i8) -> ConnId {
         let id = self.login(user, resource);
-        self.send(id, "<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
-        self.send(id, &format!("<presence><priority>{priority}</priority></presence>"));
+        self.send(
+            id,
+            "<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>",
+        );
+        self.send(
+            id,
+            &format!("<presence><priority>{priority}</priority></presence>"),
+        );
         self.recv(id);
         id
     }
@@ -122,8 +152,14 @@ fn wrong_content_namespace_is_invalid_namespace() {
     let id = h.open();
     h.send(id, "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>");
     let (out, action) = h.recv_action(id);
-    assert!(out.starts_with("<?xml version='1.0'?><stream:stream"), "header first: {out}");
-    assert!(out.contains("<invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{out}");
+    assert!(
+        out.starts_with("<?xml version='1.0'?><stream:stream"),
+        "header first: {out}"
+    );
+    assert!(
+        out.contains("<invalid-namespace xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
     assert!(out.ends_with("</stream:stream>"));
     assert_eq!(action, Some(Action::Close));
 }
@@ -141,14 +177,20 @@ fn unknown_host_and_missing_version() {
 
 #[test]
 fn stanzas_before_auth_are_not_authorized_and_unknown_elements_unsupported() {
-    for stanza in ["<message to='bob@localhost'><body>hi</body></message>", "<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"] {
+    for stanza in [
+        "<message to='bob@localhost'><body>hi</body></message>",
+        "<iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>",
+    ] {
         let mut h = H::new(false);
         let id = h.open();
         h.send(id, HEADER);
         h.recv(id);
         h.send(id, stanza);
         let (out, action) = h.recv_action(id);
-        assert!(out.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{stanza}: {out}");
+        assert!(
+            out.contains("<not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+            "{stanza}: {out}"
+        );
         assert_eq!(action, Some(Action::Close));
     }
     let mut h = H::new(false);
@@ -165,7 +207,10 @@ fn tls_required_offers_only_starttls_and_discards_bytes_after_it() {
     let id = h.open();
     h.send(id, HEADER);
     let f = h.recv(id);
-    assert!(f.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"), "{f}");
+    assert!(
+        f.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"),
+        "{f}"
+    );
     assert!(!f.contains("mechanisms"), "no SASL before TLS: {f}");
     // An injected auth after <starttls/> in the same packet must not be processed.
     h.send(id, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>");
@@ -175,8 +220,14 @@ fn tls_required_offers_only_starttls_and_discards_bytes_after_it() {
     h.core.tls_established(id, Some(vec![1; 32]), h.now);
     h.send(id, HEADER);
     let f = h.recv(id);
-    assert!(f.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism>"), "{f}");
-    assert!(f.contains("<mechanism>PLAIN</mechanism>"), "PLAIN is fine over TLS: {f}");
+    assert!(
+        f.contains("<mechanism>SCRAM-SHA-256-PLUS</mechanism>"),
+        "{f}"
+    );
+    assert!(
+        f.contains("<mechanism>PLAIN</mechanism>"),
+        "PLAIN is fine over TLS: {f}"
+    );
     assert!(f.contains("<channel-binding type='tls-exporter'/>"), "{f}");
     assert!(!f.contains("starttls"));
 }
@@ -199,14 +250,28 @@ fn wrong_passwords_fail_then_the_connection_is_closed() {
     h.recv(id);
     let bad = BASE64.encode("\0alice\0wrong");
     let unknown = BASE64.encode("\0nobody\0secret");
-    h.send(id, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{bad}</auth>"));
+    h.send(
+        id,
+        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{bad}</auth>"),
+    );
     let a = h.recv(id);
-    h.send(id, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{unknown}</auth>"));
+    h.send(
+        id,
+        &format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{unknown}</auth>"
+        ),
+    );
     let b = h.recv(id);
     // No difference on the wire between a wrong password and a missing account.
-    assert_eq!(a, "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
+    assert_eq!(
+        a,
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"
+    );
     assert_eq!(a, b);
-    h.send(id, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{bad}</auth>"));
+    h.send(
+        id,
+        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{bad}</auth>"),
+    );
     let (out, action) = h.recv_action(id);
     assert!(out.contains("<policy-violation "), "{out}");
     assert_eq!(action, Some(Action::Close));
@@ -225,7 +290,11 @@ fn unauthenticated_connections_time_out() {
     assert_eq!(action, Some(Action::Close));
     let logged_in = h.login("alice", "phone");
     h.core.handle_timeout(Millis(1_000_000));
-    assert_eq!(h.recv_action(logged_in).1, None, "authenticated sessions have no deadline");
+    assert_eq!(
+        h.recv_action(logged_in).1,
+        None,
+        "authenticated sessions have no deadline"
+    );
 }
 
 #[test]
@@ -234,41 +303,60 @@ fn same_full_jid_replaces_the_old_session_with_conflict() {
     let old = h.login("alice", "phone");
     let new = h.login("alice", "phone");
     let (out, action) = h.recv_action(old);
-    assert!(out.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{out}");
+    assert!(
+        out.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{out}"
+    );
     assert_eq!(action, Some(Action::Close));
-    h.send(new, "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>");
+    h.send(
+        new,
+        "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
     assert!(h.recv(new).contains("type='result'"));
 }
 
 #[test]
 fn too_many_resources_is_resource_constraint() {
-    let mut limits = Limits::default();
-    limits.max_resources_per_account = 1;
+    let limits = Limits {
+        max_resources_per_account: 1,
+        ..Limits::default()
+    };
     let mut h = H::with_limits(false, limits);
     h.login("alice", "one");
     let id = h.open();
     h.send(id, HEADER);
     h.recv(id);
     let auth = BASE64.encode("\0alice\0secret");
-    h.send(id, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"));
+    h.send(
+        id,
+        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"),
+    );
     h.send(id, HEADER);
     h.recv(id);
     h.send(id, "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>two</resource></bind></iq>");
     let out = h.recv(id);
-    assert!(out.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"), "{out}");
+    assert!(
+        out.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"),
+        "{out}"
+    );
     assert!(out.contains("type='wait'"));
 }
 
 #[test]
 fn connection_table_full_is_refused() {
-    let mut limits = Limits::default();
-    limits.max_connections = 2;
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
     let mut h = H::with_limits(false, limits);
     h.open();
     h.open();
     assert_eq!(h.core.open(None, h.now), Err(Refused));
     let r = String::from_utf8(h.core.refusal()).unwrap_or_default();
-    assert!(r.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{r}");
+    assert!(
+        r.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -277,19 +365,43 @@ fn iq_faults_get_stanza_errors() {
     let id = h.login("alice", "phone");
     h.send(id, "<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>");
     assert!(h.recv(id).contains("<bad-request "), "no id");
-    h.send(id, "<iq type='get' id='2'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>");
+    h.send(
+        id,
+        "<iq type='get' id='2'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
     assert!(h.recv(id).contains("<bad-request "), "two payloads");
-    h.send(id, "<iq type='fetch' id='3'><ping xmlns='urn:xmpp:ping'/></iq>");
+    h.send(
+        id,
+        "<iq type='fetch' id='3'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
     assert!(h.recv(id).contains("<bad-request "), "invalid type");
-    h.send(id, "<iq type='get' id='4' to='localhost'><nothing xmlns='urn:example'/></iq>");
+    h.send(
+        id,
+        "<iq type='get' id='4' to='localhost'><nothing xmlns='urn:example'/></iq>",
+    );
     let out = h.recv(id);
-    assert!(out.contains("<service-unavailable ") && out.contains("id='4'"), "{out}");
-    h.send(id, "<iq type='get' id='5' to='a@b@c'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert!(
+        out.contains("<service-unavailable ") && out.contains("id='4'"),
+        "{out}"
+    );
+    h.send(
+        id,
+        "<iq type='get' id='5' to='a@b@c'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
     assert!(h.recv(id).contains("<jid-malformed "));
-    h.send(id, "<iq type='error' id='6' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+    h.send(
+        id,
+        "<iq type='error' id='6' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
     assert_eq!(h.recv(id), "", "errors are never answered");
-    h.send(id, "<iq type='get' id='7' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
-    assert_eq!(h.recv(id), "<iq type='result' id='7' from='localhost' to='alice@localhost/phone'/>");
+    h.send(
+        id,
+        "<iq type='get' id='7' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
+    assert_eq!(
+        h.recv(id),
+        "<iq type='result' id='7' from='localhost' to='alice@localhost/phone'/>"
+    );
 }
 
 #[test]
@@ -298,11 +410,20 @@ fn disco_lists_module_features() {
     let id = h.login("alice", "phone");
     h.send(id, "<iq type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
     let out = h.recv(id);
-    assert!(out.contains("category='server'") && out.contains("type='im'"), "{out}");
-    assert!(out.contains("var='urn:xmpp:ping'") && out.contains("var='jabber:iq:version'"), "{out}");
+    assert!(
+        out.contains("category='server'") && out.contains("type='im'"),
+        "{out}"
+    );
+    assert!(
+        out.contains("var='urn:xmpp:ping'") && out.contains("var='jabber:iq:version'"),
+        "{out}"
+    );
     h.send(id, "<iq type='get' id='e' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
     let out = h.recv(id);
-    assert!(out.contains("category='account'") && out.contains("type='registered'"), "{out}");
+    assert!(
+        out.contains("category='account'") && out.contains("type='registered'"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -315,22 +436,37 @@ fn messages_route_by_full_jid_and_priority() {
     h.recv(b2);
     h.send(a, "<message to='bob@localhost' type='chat' from='mallory@localhost/x'><body>hi</body></message>");
     let got = h.recv(b1);
-    assert!(got.contains("from='alice@localhost/phone'"), "from stamped, not trusted: {got}");
+    assert!(
+        got.contains("from='alice@localhost/phone'"),
+        "from stamped, not trusted: {got}"
+    );
     assert!(got.contains("<body>hi</body>"));
     assert_eq!(h.recv(b2), "", "lower priority gets nothing");
-    h.send(a, "<message to='bob@localhost/phone' type='chat'><body>direct</body></message>");
+    h.send(
+        a,
+        "<message to='bob@localhost/phone' type='chat'><body>direct</body></message>",
+    );
     assert!(h.recv(b2).contains("direct"));
     assert_eq!(h.recv(b1), "");
-    h.send(a, "<message to='nobody@localhost' type='chat' id='m'><body>?</body></message>");
+    h.send(
+        a,
+        "<message to='nobody@localhost' type='chat' id='m'><body>?</body></message>",
+    );
     assert!(h.recv(a).contains("<service-unavailable "));
-    h.send(a, "<message to='bob@elsewhere.example' id='r'><body>?</body></message>");
+    h.send(
+        a,
+        "<message to='bob@elsewhere.example' id='r'><body>?</body></message>",
+    );
     assert!(h.recv(a).contains("<remote-server-not-found "));
     // Equal top priority: both resources get the bare-JID message.
     h.send(b2, "<presence><priority>5</priority></presence>");
     h.recv(b1);
     h.recv(b2);
     h.recv(a);
-    h.send(a, "<message to='bob@localhost' type='chat'><body>both</body></message>");
+    h.send(
+        a,
+        "<message to='bob@localhost' type='chat'><body>both</body></message>",
+    );
     assert!(h.recv(b1).contains("both") && h.recv(b2).contains("both"));
 }
 
@@ -344,14 +480,34 @@ fn roster_set_is_acknowledged_only_after_commit_and_pushed() {
     assert_eq!(h.recv(a1), "", "nothing before the change is durable");
     h.commit();
     let out = h.recv(a1);
-    assert!(out.contains("<item jid='bob@localhost' name='Bob' subscription='none'><group>Friends</group></item>"), "push: {out}");
+    assert!(
+        out.contains(
+            "<item jid='bob@localhost' name='Bob' subscription='none'><group>Friends</group></item>"
+        ),
+        "push: {out}"
+    );
     assert!(out.contains("type='result' id='s'"), "{out}");
-    assert!(h.recv(a2).contains("jid='bob@localhost'"), "push to the other interested resource");
-    h.send(a1, "<iq type='get' id='g'><query xmlns='jabber:iq:roster'/></iq>");
+    assert!(
+        h.recv(a2).contains("jid='bob@localhost'"),
+        "push to the other interested resource"
+    );
+    h.send(
+        a1,
+        "<iq type='get' id='g'><query xmlns='jabber:iq:roster'/></iq>",
+    );
     let out = h.recv(a1);
-    assert!(out.contains("ver='1'") && out.contains("jid='bob@localhost'"), "{out}");
-    h.send(a1, "<iq type='get' id='g2'><query xmlns='jabber:iq:roster' ver='1'/></iq>");
-    assert_eq!(h.recv(a1), "<iq type='result' id='g2' to='alice@localhost/phone'/>");
+    assert!(
+        out.contains("ver='1'") && out.contains("jid='bob@localhost'"),
+        "{out}"
+    );
+    h.send(
+        a1,
+        "<iq type='get' id='g2'><query xmlns='jabber:iq:roster' ver='1'/></iq>",
+    );
+    assert_eq!(
+        h.recv(a1),
+        "<iq type='result' id='g2' to='alice@localhost/phone'/>"
+    );
     h.send(a1, "<iq type='set' id='x'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' subscription='remove'/></query></iq>");
     h.commit();
     assert!(h.recv(a1).contains("subscription='remove'"));
@@ -369,7 +525,10 @@ fn subscription_dance_ends_in_both_with_presence() {
     h.commit();
     assert!(h.recv(a).contains("ask='subscribe'"));
     let req = h.recv(b);
-    assert!(req.contains("type='subscribe'") && req.contains("from='alice@localhost'"), "{req}");
+    assert!(
+        req.contains("type='subscribe'") && req.contains("from='alice@localhost'"),
+        "{req}"
+    );
     h.send(b, "<presence to='alice@localhost' type='subscribed'/>");
     h.commit();
     let bob_side = h.recv(b);
@@ -377,7 +536,10 @@ fn subscription_dance_ends_in_both_with_presence() {
     let alice_side = h.recv(a);
     assert!(alice_side.contains("subscription='to'"), "{alice_side}");
     assert!(alice_side.contains("type='subscribed'"));
-    assert!(alice_side.contains("from='bob@localhost/laptop'"), "bob's presence follows approval: {alice_side}");
+    assert!(
+        alice_side.contains("from='bob@localhost/laptop'"),
+        "bob's presence follows approval: {alice_side}"
+    );
     h.send(b, "<presence to='alice@localhost' type='subscribe'/>");
     h.commit();
     h.recv(b);
@@ -390,14 +552,20 @@ fn subscription_dance_ends_in_both_with_presence() {
     assert!(h.recv(b).contains("<show>away</show>"));
     h.core.handle_closed(a, h.now);
     let off = h.recv(b);
-    assert!(off.contains("type='unavailable'") && off.contains("from='alice@localhost/phone'"), "{off}");
+    assert!(
+        off.contains("type='unavailable'") && off.contains("from='alice@localhost/phone'"),
+        "{off}"
+    );
 }
 
 #[test]
 fn pending_subscription_is_delivered_at_next_login() {
     let mut h = H::new(false);
     let a = h.online("alice", "phone", 0);
-    h.send(a, "<presence to='bob@localhost' type='subscribe'><status>it is alice</status></presence>");
+    h.send(
+        a,
+        "<presence to='bob@localhost' type='subscribe'><status>it is alice</status></presence>",
+    );
     h.commit();
     let b = h.online("bob", "laptop", 0);
     h.commit();
@@ -405,22 +573,37 @@ fn pending_subscription_is_delivered_at_next_login() {
     let b2 = h.login("bob", "tablet");
     h.send(b2, "<presence/>");
     let out = h.recv(b2);
-    assert!(out.contains("type='subscribe'") && out.contains("it is alice"), "{out}");
+    assert!(
+        out.contains("type='subscribe'") && out.contains("it is alice"),
+        "{out}"
+    );
 }
 
 #[test]
 fn a_slow_reader_loses_only_its_own_connection() {
-    let mut limits = Limits::default();
-    limits.max_outbound_queue_bytes = 70_000;
+    let limits = Limits {
+        max_outbound_queue_bytes: 70_000,
+        ..Limits::default()
+    };
     let mut h = H::with_limits(false, limits);
     let a = h.online("alice", "phone", 0);
     let b = h.online("bob", "laptop", 0);
     let body = "x".repeat(10_000);
     for _ in 0..10 {
-        h.send(a, &format!("<message to='bob@localhost/laptop'><body>{body}</body></message>"));
+        h.send(
+            a,
+            &format!("<message to='bob@localhost/laptop'><body>{body}</body></message>"),
+        );
     }
     let (_, action) = h.recv_action(b);
-    assert_eq!(action, Some(Action::Close), "bob never read: his connection goes");
-    h.send(a, "<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(
+        action,
+        Some(Action::Close),
+        "bob never read: his connection goes"
+    );
+    h.send(
+        a,
+        "<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
     assert!(h.recv(a).contains("type='result'"), "alice is unaffected");
 }

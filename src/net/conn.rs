@@ -58,22 +58,42 @@ async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::
     w.flush().await
 }
 
-async fn with_timeout<T>(d: Duration, f: impl std::future::Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
+async fn with_timeout<T>(
+    d: Duration,
+    f: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
     smol::future::or(f, async {
         smol::Timer::after(d).await;
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "timed out",
+        ))
     })
     .await
 }
 
-async fn accept_tls(tls: &TlsSetup, stream: TcpStream, direct: bool) -> std::io::Result<(Transport, Option<Vec<u8>>)> {
-    let cfg = if direct { tls.direct.clone() } else { tls.starttls.clone() };
+async fn accept_tls(
+    tls: &TlsSetup,
+    stream: TcpStream,
+    direct: bool,
+) -> std::io::Result<(Transport, Option<Vec<u8>>)> {
+    let cfg = if direct {
+        tls.direct.clone()
+    } else {
+        tls.starttls.clone()
+    };
     let s = with_timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(cfg).accept(stream)).await?;
     let cb = channel_binding(s.get_ref().1);
     Ok((Transport::Tls(Box::new(s)), cb))
 }
 
-pub async fn run(shared: Arc<Shared>, tls: Arc<TlsSetup>, stream: TcpStream, peer: SocketAddr, direct: bool) {
+pub async fn run(
+    shared: Arc<Shared>,
+    tls: Arc<TlsSetup>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    direct: bool,
+) {
     let _ = stream.set_nodelay(true);
     let (mut transport, cb) = if direct {
         match accept_tls(&tls, stream, true).await {
@@ -110,7 +130,10 @@ pub async fn run(shared: Arc<Shared>, tls: Arc<TlsSetup>, stream: TcpStream, pee
             return;
         }
     };
-    log::info!("[{id}] connection from {peer}{}", if direct { " (direct TLS)" } else { "" });
+    log::info!(
+        "[{id}] connection from {peer}{}",
+        if direct { " (direct TLS)" } else { "" }
+    );
     let reason = drive(&shared, &tls, &mut transport, id, &wake_rx, &mut scratch).await;
     log::info!("[{id}] closed ({reason})");
     transport.close().await;
@@ -138,10 +161,13 @@ async fn drive(
     let mut rbuf = vec![0u8; READ_CHUNK_BYTES];
     let mut wbuf: Vec<u8> = Vec::new();
     loop {
-        let ev = smol::future::or(async { Event::Read(transport.read(&mut rbuf).await) }, async {
-            let _ = wake.recv().await;
-            Event::Wake
-        })
+        let ev = smol::future::or(
+            async { Event::Read(transport.read(&mut rbuf).await) },
+            async {
+                let _ = wake.recv().await;
+                Event::Wake
+            },
+        )
         .await;
         match ev {
             Event::Read(Ok(0)) => return "peer closed",
@@ -154,14 +180,20 @@ async fn drive(
             }
             Event::Wake => {
                 let action = take_output(shared, id, &mut wbuf);
-                if !wbuf.is_empty() && with_timeout(WRITE_STALL_TIMEOUT, transport.write_all(&wbuf)).await.is_err() {
+                if !wbuf.is_empty()
+                    && with_timeout(WRITE_STALL_TIMEOUT, transport.write_all(&wbuf))
+                        .await
+                        .is_err()
+                {
                     return "write failed or stalled";
                 }
                 match action {
                     None => {}
                     Some(Action::Close) => return "closed by server",
                     Some(Action::StartTls) => {
-                        let Transport::Plain(tcp) = std::mem::replace(transport, Transport::Detached) else {
+                        let Transport::Plain(tcp) =
+                            std::mem::replace(transport, Transport::Detached)
+                        else {
                             return "STARTTLS on an encrypted stream";
                         };
                         match accept_tls(tls, tcp, false).await {

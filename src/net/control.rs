@@ -68,7 +68,16 @@ async fn execute(shared: &Shared, line: &str) -> String {
     let result = {
         let mut st = shared.lock();
         match (cmd, arg) {
-            ("list", _) => return format!("OK\n{}", st.core.admin_user_list().iter().map(|u| format!("{u}\n")).collect::<String>()),
+            ("list", _) => {
+                return format!(
+                    "OK\n{}",
+                    st.core
+                        .admin_user_list()
+                        .iter()
+                        .map(|u| format!("{u}\n"))
+                        .collect::<String>()
+                );
+            }
             ("add", Some(c)) | ("passwd", Some(c)) => match decode_credentials(c) {
                 Some(creds) => st.core.admin_user_set(user, creds, cmd == "add"),
                 None => return "ERR malformed credentials\n".into(),
@@ -108,13 +117,21 @@ pub fn encode_credentials(c: &Credentials) -> String {
 
 pub fn decode_credentials(s: &str) -> Option<Credentials> {
     let f: Vec<&str> = s.split(':').collect();
-    let [salt, iter, s1, k1, s256, k256] = f.as_slice() else { return None };
+    let [salt, iter, s1, k1, s256, k256] = f.as_slice() else {
+        return None;
+    };
     let arr = |x: &str| BASE64.decode(x).ok();
     Some(Credentials {
         salt: arr(salt)?,
         iterations: iter.parse().ok()?,
-        sha1: ScramKeys { stored_key: arr(s1)?.try_into().ok()?, server_key: arr(k1)?.try_into().ok()? },
-        sha256: ScramKeys { stored_key: arr(s256)?.try_into().ok()?, server_key: arr(k256)?.try_into().ok()? },
+        sha1: ScramKeys {
+            stored_key: arr(s1)?.try_into().ok()?,
+            server_key: arr(k1)?.try_into().ok()?,
+        },
+        sha256: ScramKeys {
+            stored_key: arr(s256)?.try_into().ok()?,
+            server_key: arr(k256)?.try_into().ok()?,
+        },
     })
 }
 
@@ -133,7 +150,9 @@ pub fn request(data_dir: &Path, line: &str) -> io::Result<Result<Vec<String>, St
         return Ok(Err(msg.to_string()));
     }
     if first != "OK" {
-        return Err(io::Error::other(format!("unexpected reply from the server: {first:?}")));
+        return Err(io::Error::other(format!(
+            "unexpected reply from the server: {first:?}"
+        )));
     }
     let rest: Vec<String> = reader.lines().collect::<Result<_, _>>()?;
     Ok(Ok(rest))
@@ -148,8 +167,14 @@ mod tests {
         let c = Credentials {
             salt: vec![1, 2, 3],
             iterations: 4096,
-            sha1: ScramKeys { stored_key: [7; 20], server_key: [8; 20] },
-            sha256: ScramKeys { stored_key: [9; 32], server_key: [10; 32] },
+            sha1: ScramKeys {
+                stored_key: [7; 20],
+                server_key: [8; 20],
+            },
+            sha256: ScramKeys {
+                stored_key: [9; 32],
+                server_key: [10; 32],
+            },
         };
         assert_eq!(decode_credentials(&encode_credentials(&c)), Some(c));
         assert_eq!(decode_credentials("a:b"), None);

@@ -158,7 +158,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         Err(e) if addr.ip().is_unspecified() && addr.is_ipv6() => {
             let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
             log::warn!("cannot listen on {addr} ({e}); using {v4}");
-            TcpListener::bind(v4).await.map_err(|e| ServeError::Bind(v4, e))
+            TcpListener::bind(v4)
+                .await
+                .map_err(|e| ServeError::Bind(v4, e))
         }
         Err(e) => Err(ServeError::Bind(addr, e)),
     }
@@ -166,9 +168,11 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 
 /// Runs the server until SIGTERM/SIGINT. Returns after a clean shutdown.
 pub fn serve(cfg: Config) -> Result<(), ServeError> {
-    files::create_private_dir(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
+    files::create_private_dir(&cfg.data_dir)
+        .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
     let store_dir = cfg.data_dir.join("store");
-    let (store, db, report) = FileStore::open(&store_dir, cfg.storage.compact_log_bytes).map_err(ServeError::Store)?;
+    let (store, db, report) =
+        FileStore::open(&store_dir, cfg.storage.compact_log_bytes).map_err(ServeError::Store)?;
     if report.torn_tail_bytes > 0 {
         log::warn!(
             "{}: dropped {} bytes of an unfinished write at the end of the log (a crash during a write that was never acknowledged)",
@@ -183,9 +187,15 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
         report.snapshot_records,
         report.log_records
     );
-    let secret = files::load_or_create_secret(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
-    let tls = tls::setup(cfg.tls.certificate.as_deref(), cfg.tls.key.as_deref(), &cfg.data_dir, &cfg.domain)
-        .map_err(ServeError::Tls)?;
+    let secret = files::load_or_create_secret(&cfg.data_dir)
+        .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
+    let tls = tls::setup(
+        cfg.tls.certificate.as_deref(),
+        cfg.tls.key.as_deref(),
+        &cfg.data_dir,
+        &cfg.domain,
+    )
+    .map_err(ServeError::Tls)?;
     if cfg.c2s.listen.is_empty() && cfg.c2s.listen_tls.is_empty() {
         return Err(ServeError::NoListeners);
     }
@@ -203,7 +213,11 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
     let (store_wake, store_rx) = smol::channel::bounded(1);
     let (timer_wake, timer_rx) = smol::channel::bounded(1);
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { core, wakers: vec![None; CAP_CONNECTIONS], timer_armed: None }),
+        state: Mutex::new(State {
+            core,
+            wakers: vec![None; CAP_CONNECTIONS],
+            timer_armed: None,
+        }),
         start: Instant::now(),
         store_wake,
         timer_wake,
@@ -213,7 +227,10 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
     });
     let tls = Arc::new(tls);
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut workers = Vec::new();
     for i in 1..threads {
@@ -225,7 +242,8 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::DataDir(PathBuf::from("thread"), e))?;
         workers.push(handle);
     }
-    let result = smol::block_on(ex.run(run(ex.clone(), shared, tls, cfg, store, store_rx, timer_rx)));
+    let result =
+        smol::block_on(ex.run(run(ex.clone(), shared, tls, cfg, store, store_rx, timer_rx)));
     drop(stop_tx);
     for w in workers {
         let _ = w.join();
@@ -250,17 +268,39 @@ async fn run(
         listeners.push((bind(*addr).await?, true));
     }
     log::info!("domain: {}", cfg.domain);
-    log::info!("certificate {} SHA-256 fingerprint: {}", tls.cert_path.display(), tls.fingerprint);
+    log::info!(
+        "certificate {} SHA-256 fingerprint: {}",
+        tls.cert_path.display(),
+        tls.fingerprint
+    );
     for (l, direct) in &listeners {
-        let addr = l.local_addr().map_err(|e| ServeError::Bind(cfg.c2s.listen[0], e))?;
-        log::info!("c2s ({}) listening on {addr}", if *direct { "direct TLS" } else { "STARTTLS" });
+        let addr = l
+            .local_addr()
+            .map_err(|e| ServeError::Bind(cfg.c2s.listen[0], e))?;
+        log::info!(
+            "c2s ({}) listening on {addr}",
+            if *direct { "direct TLS" } else { "STARTTLS" }
+        );
     }
-    let persist_task = ex.spawn(persist::run(shared.clone(), store, store_rx, cfg.storage.flush_delay_ms));
+    let persist_task = ex.spawn(persist::run(
+        shared.clone(),
+        store,
+        store_rx,
+        cfg.storage.flush_delay_ms,
+    ));
     ex.spawn(timer_task(shared.clone(), timer_rx)).detach();
-    let control = control::listen(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
+    let control =
+        control::listen(&cfg.data_dir).map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
     ex.spawn(control::serve(shared.clone(), control)).detach();
     for (l, direct) in listeners {
-        ex.spawn(accept_loop(ex.clone(), shared.clone(), tls.clone(), l, direct)).detach();
+        ex.spawn(accept_loop(
+            ex.clone(),
+            shared.clone(),
+            tls.clone(),
+            l,
+            direct,
+        ))
+        .detach();
     }
     log::info!("xmppd ready");
     wait_for_signal().await;
@@ -280,10 +320,16 @@ async fn run(
     // Everything acknowledged is already durable; flush what is still in flight.
     let last = shared.lock().core.last_record_seq();
     let _ = shared.store_wake.try_send(());
-    let flushed = smol::future::or(async { shared.wait_committed(last).await; true }, async {
-        smol::Timer::after(Duration::from_secs(10)).await;
-        false
-    })
+    let flushed = smol::future::or(
+        async {
+            shared.wait_committed(last).await;
+            true
+        },
+        async {
+            smol::Timer::after(Duration::from_secs(10)).await;
+            false
+        },
+    )
     .await;
     if !flushed {
         log::error!("could not write the last changes to the store before exiting");
@@ -318,7 +364,8 @@ async fn accept_loop(
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                ex.spawn(conn::run(shared.clone(), tls.clone(), stream, peer, direct)).detach();
+                ex.spawn(conn::run(shared.clone(), tls.clone(), stream, peer, direct))
+                    .detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

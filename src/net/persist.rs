@@ -60,7 +60,9 @@ pub async fn run(shared: Arc<Shared>, store: FileStore, wake: Receiver<()>, flus
                     }
                     Err(e) => {
                         if !failing {
-                            log::error!("cannot write to the store: {e}; changes are held and retried");
+                            log::error!(
+                                "cannot write to the store: {e}; changes are held and retried"
+                            );
                             failing = true;
                         }
                         smol::Timer::after(RETRY_DELAY).await;
@@ -80,7 +82,9 @@ pub async fn run(shared: Arc<Shared>, store: FileStore, wake: Receiver<()>, flus
             store = Some(s);
             match result {
                 Ok(()) => log::info!("store compacted"),
-                Err(e) => log::error!("store compaction failed (the log keeps growing until it succeeds): {e}"),
+                Err(e) => log::error!(
+                    "store compaction failed (the log keeps growing until it succeeds): {e}"
+                ),
             }
         }
     }

@@ -65,13 +65,22 @@ pub fn setup(
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Pem(cert_path.clone(), e.to_string()))?;
     let Some(leaf) = certs.first() else {
-        return Err(TlsError::Pem(cert_path, "no certificate in the file".into()));
+        return Err(TlsError::Pem(
+            cert_path,
+            "no certificate in the file".into(),
+        ));
     };
     let fingerprint = fingerprint(leaf.as_ref());
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| TlsError::Pem(key_path.clone(), e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .map_err(|e| TlsError::Pem(key_path.clone(), e.to_string()))?;
     let starttls = server_config(certs.clone(), key.clone_key(), Vec::new())?;
     let direct = server_config(certs, key, vec![ALPN_XMPP_CLIENT.to_vec()])?;
-    Ok(TlsSetup { starttls, direct, fingerprint, cert_path })
+    Ok(TlsSetup {
+        starttls,
+        direct,
+        fingerprint,
+        cert_path,
+    })
 }
 
 fn server_config(
@@ -97,15 +106,21 @@ fn ensure_generated(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf),
     let key_path = dir.join("key.pem");
     let marker = dir.join("generated-for");
     let current = std::fs::read_to_string(&marker).ok();
-    if current.as_deref().map(str::trim) == Some(domain) && cert_path.exists() && key_path.exists() {
+    if current.as_deref().map(str::trim) == Some(domain) && cert_path.exists() && key_path.exists()
+    {
         return Ok((cert_path, key_path));
     }
-    log::info!("generating a self-signed certificate for {domain} in {}", dir.display());
+    log::info!(
+        "generating a self-signed certificate for {domain} in {}",
+        dir.display()
+    );
     let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let key = rcgen::KeyPair::generate().map_err(gen_err)?;
     let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(gen_err)?;
     // The name a user sees in the client's trust prompt.
-    params.distinguished_name.push(rcgen::DnType::CommonName, domain);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domain);
     let cert = params.self_signed(&key).map_err(gen_err)?;
     // Key first: a crash in between leaves a key without its certificate, which the next
     // start regenerates (the marker is written last).
@@ -113,13 +128,19 @@ fn ensure_generated(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf),
         .map_err(|e| TlsError::Io(key_path.clone(), e))?;
     write_atomically(&cert_path, cert.pem().as_bytes(), 0o644)
         .map_err(|e| TlsError::Io(cert_path.clone(), e))?;
-    write_atomically(&marker, domain.as_bytes(), 0o600).map_err(|e| TlsError::Io(marker.clone(), e))?;
+    write_atomically(&marker, domain.as_bytes(), 0o600)
+        .map_err(|e| TlsError::Io(marker.clone(), e))?;
     Ok((cert_path, key_path))
 }
 
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// RFC 9266 `tls-exporter` data. Only offered over TLS 1.3: with TLS 1.2 the exporter is
@@ -129,6 +150,7 @@ pub fn channel_binding(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = vec![0u8; EXPORTER_LEN];
-    conn.export_keying_material(&mut out[..], EXPORTER_LABEL, None).ok()?;
+    conn.export_keying_material(&mut out[..], EXPORTER_LABEL, None)
+        .ok()?;
     Some(out)
 }
