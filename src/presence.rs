@@ -477,7 +477,11 @@ impl Core {
             let status = original
                 .and_then(|r| Element::parse(r, NS_CLIENT).ok())
                 .and_then(|e| e.child("status", NS_CLIENT).map(|s| s.text()));
-            if status.is_some() {
+            let kept = self
+                .db
+                .user(contact_local)
+                .is_some_and(|u| u.pending_in.contains_key(user_bare.as_str()));
+            if status.is_some() && kept {
                 self.persist(crate::db::Record::PendingInSet {
                     user: contact_local.to_string(),
                     jid: user_bare.to_string(),
