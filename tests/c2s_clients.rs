@@ -148,3 +148,48 @@ fn accounts_added_while_running_work_at_once() {
         "went through the running server"
     );
 }
+
+#[test]
+fn certificate_from_config_is_served_and_its_fingerprint_logged() {
+    // A certificate made elsewhere (here: by another server's first start).
+    let first = server(ServerOptions::secure());
+    let dir = first.scratch_dir().join("own-cert");
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    let cert = dir.join("fullchain.pem");
+    let key = dir.join("privkey.pem");
+    std::fs::copy(first.data_dir().join("tls/cert.pem"), &cert).expect("copy cert");
+    std::fs::copy(first.data_dir().join("tls/key.pem"), &key).expect("copy key");
+    let fingerprint_line = first
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("SHA-256 fingerprint:"))
+        .expect("fingerprint logged");
+    let fingerprint = fingerprint_line
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let config = format!(
+        "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let second = server(ServerOptions::secure().config(&config));
+    assert!(second.log_contains(&format!(
+        "{} SHA-256 fingerprint: {fingerprint}",
+        cert.display()
+    )));
+    assert!(
+        !second.data_dir().join("tls/cert.pem").exists(),
+        "nothing generated when configured"
+    );
+    let mut args = second.scenario_args(Transport::StartTls);
+    let i = args
+        .iter()
+        .position(|a| a == "--cafile")
+        .expect("cafile arg");
+    args[i + 1] = cert.display().to_string();
+    args.extend(["--user", ALICE, "--mechanism", "SCRAM-SHA-256"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::run_scenario("login", &args);
+}
