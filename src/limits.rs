@@ -60,6 +60,43 @@ pub const DEFAULT_XML_ATTRIBUTES: usize = 32;
 pub const CAP_OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
 pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 160 * 1024;
 
+/// Connections from one IP address. A LAN device needs one or two; the cap stops one
+/// misbehaving host from taking the whole table.
+pub const DEFAULT_CONNECTIONS_PER_IP: usize = 16;
+
+/// Stanzas queued for one connection that the peer has not read yet (the byte bound is
+/// the memory bound; this one catches floods of tiny stanzas).
+pub const CAP_OUTBOUND_QUEUE_STANZAS: usize = 4096;
+pub const DEFAULT_OUTBOUND_QUEUE_STANZAS: usize = 1000;
+
+/// Inbound byte rate per connection, with a burst allowance. Above it the server stops
+/// reading the socket (TCP pushes back); no stanza is dropped. The burst holds two
+/// maximum-size stanzas, so an avatar upload does not stall.
+pub const DEFAULT_INBOUND_BYTES_PER_SEC: usize = 32 * 1024;
+pub const CAP_INBOUND_BYTES_PER_SEC: usize = 16 * 1024 * 1024;
+pub const DEFAULT_INBOUND_BURST_BYTES: usize = 128 * 1024;
+pub const CAP_INBOUND_BURST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Seconds without input after which a bound session is probed with an XEP-0199 ping
+/// (advertised as XEP-0478 `idle-seconds`), and how long the answer may take before the
+/// connection is considered dead (a phone that left the Wi-Fi without closing TCP).
+pub const DEFAULT_IDLE_SECS: u32 = 300;
+pub const CAP_IDLE_SECS: u32 = 86_400;
+pub const PROBE_TIMEOUT_SECS: u64 = 60;
+
+/// How often deadlines (idle probes, throttled replies) are swept. Coarse on purpose: a
+/// router's CPU should sleep between sweeps.
+pub const SWEEP_INTERVAL_MS: u64 = 5_000;
+
+/// Failed-login throttling (per IP address and per account): failures counted in a
+/// window; past the free allowance every login answer on that IP or account is delayed,
+/// doubling up to the maximum. Entries are few: a LAN has few hosts, and the table
+/// evicts its oldest entry when full.
+pub const AUTH_FAILURE_WINDOW_SECS: u64 = 600;
+pub const AUTH_FREE_FAILURES: u32 = 5;
+pub const AUTH_MAX_DELAY_MS: u64 = 30_000;
+pub const CAP_THROTTLE_ENTRIES: usize = 256;
+
 /// Bytes read from a socket in one go, and so the granularity of input buffering.
 pub const READ_CHUNK_BYTES: usize = 4096;
 
@@ -113,6 +150,11 @@ pub struct Limits {
     pub max_outbound_queue_bytes: usize,
     pub max_auth_attempts: u8,
     pub auth_timeout_secs: u32,
+    pub max_connections_per_ip: usize,
+    pub max_outbound_queue_stanzas: usize,
+    pub inbound_bytes_per_sec: usize,
+    pub inbound_burst_bytes: usize,
+    pub idle_secs: u32,
 }
 
 impl Default for Limits {
@@ -130,6 +172,11 @@ impl Default for Limits {
             max_outbound_queue_bytes: DEFAULT_OUTBOUND_QUEUE_BYTES,
             max_auth_attempts: DEFAULT_AUTH_ATTEMPTS,
             auth_timeout_secs: DEFAULT_AUTH_TIMEOUT_SECS,
+            max_connections_per_ip: DEFAULT_CONNECTIONS_PER_IP,
+            max_outbound_queue_stanzas: DEFAULT_OUTBOUND_QUEUE_STANZAS,
+            inbound_bytes_per_sec: DEFAULT_INBOUND_BYTES_PER_SEC,
+            inbound_burst_bytes: DEFAULT_INBOUND_BURST_BYTES,
+            idle_secs: DEFAULT_IDLE_SECS,
         }
     }
 }
@@ -138,6 +185,8 @@ impl Default for Limits {
 /// names, ranges and documentation stay in one table.
 pub struct LimitSpec {
     pub key: &'static str,
+    /// One line for the example config, the README and `check-config`.
+    pub doc: &'static str,
     pub min: u64,
     pub max: u64,
     pub get: fn(&Limits) -> u64,
@@ -145,9 +194,10 @@ pub struct LimitSpec {
 }
 
 macro_rules! limit_spec {
-    ($key:literal, $field:ident, $ty:ty, $min:expr, $max:expr) => {
+    ($key:literal, $field:ident, $ty:ty, $min:expr, $max:expr, $doc:literal) => {
         LimitSpec {
             key: $key,
+            doc: $doc,
             min: $min as u64,
             max: $max as u64,
             get: |l| l.$field as u64,
@@ -165,72 +215,136 @@ pub const LIMIT_SPECS: &[LimitSpec] = &[
         max_connections,
         usize,
         1,
-        CAP_CONNECTIONS
+        CAP_CONNECTIONS,
+        "Client connections open at once, logged in or not."
+    ),
+    limit_spec!(
+        "max_connections_per_ip",
+        max_connections_per_ip,
+        usize,
+        1,
+        CAP_CONNECTIONS,
+        "Client connections from one IP address."
     ),
     limit_spec!(
         "max_resources_per_account",
         max_resources_per_account,
         usize,
         1,
-        CAP_RESOURCES_PER_ACCOUNT
+        CAP_RESOURCES_PER_ACCOUNT,
+        "Devices one account may have online at once."
     ),
-    limit_spec!("max_accounts", max_accounts, usize, 1, CAP_ACCOUNTS),
+    limit_spec!(
+        "max_accounts",
+        max_accounts,
+        usize,
+        1,
+        CAP_ACCOUNTS,
+        "Accounts the server stores."
+    ),
     limit_spec!(
         "max_roster_items",
         max_roster_items,
         usize,
         1,
-        CAP_ROSTER_ITEMS
+        CAP_ROSTER_ITEMS,
+        "Contacts in one account's roster."
     ),
     limit_spec!(
         "max_pending_subscriptions",
         max_pending_subscriptions,
         usize,
         1,
-        CAP_PENDING_SUBSCRIPTIONS
+        CAP_PENDING_SUBSCRIPTIONS,
+        "Unanswered subscription requests kept per account."
     ),
     limit_spec!(
         "max_stanza_bytes",
         max_stanza_bytes,
         usize,
         4096,
-        CAP_STANZA_BYTES
+        CAP_STANZA_BYTES,
+        "Largest stanza accepted from a logged-in client, in bytes."
     ),
     limit_spec!(
         "max_stanza_bytes_preauth",
         max_stanza_bytes_preauth,
         usize,
         2048,
-        CAP_STANZA_BYTES_PREAUTH
+        CAP_STANZA_BYTES_PREAUTH,
+        "Largest element accepted before login, in bytes."
     ),
-    limit_spec!("max_xml_depth", max_xml_depth, usize, 4, CAP_XML_DEPTH),
+    limit_spec!(
+        "max_xml_depth",
+        max_xml_depth,
+        usize,
+        4,
+        CAP_XML_DEPTH,
+        "Element nesting allowed inside one stanza."
+    ),
     limit_spec!(
         "max_xml_attributes",
         max_xml_attributes,
         usize,
         8,
-        CAP_XML_ATTRIBUTES
+        CAP_XML_ATTRIBUTES,
+        "Attributes allowed on one element."
     ),
     limit_spec!(
         "max_outbound_queue_bytes",
         max_outbound_queue_bytes,
         usize,
         8192,
-        CAP_OUTBOUND_QUEUE_BYTES
+        CAP_OUTBOUND_QUEUE_BYTES,
+        "Bytes waiting for a client that is slow to read before it is disconnected; at least max_stanza_bytes."
+    ),
+    limit_spec!(
+        "max_outbound_queue_stanzas",
+        max_outbound_queue_stanzas,
+        usize,
+        16,
+        CAP_OUTBOUND_QUEUE_STANZAS,
+        "Stanzas waiting for a client that is slow to read before it is disconnected."
+    ),
+    limit_spec!(
+        "inbound_bytes_per_sec",
+        inbound_bytes_per_sec,
+        usize,
+        1024,
+        CAP_INBOUND_BYTES_PER_SEC,
+        "Bytes per second read from one connection; above it the server stops reading for a while."
+    ),
+    limit_spec!(
+        "inbound_burst_bytes",
+        inbound_burst_bytes,
+        usize,
+        8192,
+        CAP_INBOUND_BURST_BYTES,
+        "Bytes one connection may send at once above its rate; at least max_stanza_bytes."
     ),
     limit_spec!(
         "max_auth_attempts",
         max_auth_attempts,
         u8,
         1,
-        CAP_AUTH_ATTEMPTS
+        CAP_AUTH_ATTEMPTS,
+        "Failed logins allowed on one connection before it is closed."
     ),
     limit_spec!(
         "auth_timeout_secs",
         auth_timeout_secs,
         u32,
         1,
-        CAP_AUTH_TIMEOUT_SECS
+        CAP_AUTH_TIMEOUT_SECS,
+        "Seconds a new connection has to log in and bind a resource."
+    ),
+    limit_spec!(
+        "idle_secs",
+        idle_secs,
+        u32,
+        10,
+        CAP_IDLE_SECS,
+        "Seconds without traffic after which a session is pinged; no answer within a minute closes it."
     ),
 ];
 
@@ -249,6 +363,15 @@ impl Limits {
                     ),
                 ));
             }
+        }
+        if self.inbound_burst_bytes < self.max_stanza_bytes {
+            problems.push((
+                "inbound_burst_bytes",
+                format!(
+                    "{} is smaller than max_stanza_bytes ({}): one full-size stanza must fit",
+                    self.inbound_burst_bytes, self.max_stanza_bytes
+                ),
+            ));
         }
         if self.max_outbound_queue_bytes < self.max_stanza_bytes {
             problems.push((

@@ -581,6 +581,7 @@ auth_timeout_secs = 10
                 max_outbound_queue_bytes: 32768,
                 max_auth_attempts: 2,
                 auth_timeout_secs: 10,
+                ..Limits::default()
             }
         );
         assert_eq!(config.domain, "localhost");
@@ -993,7 +994,9 @@ auth_timeout_secs = 10
         );
         // Only max_stanza_bytes was written; the default queue no longer holds a stanza.
         assert_one(
-            &format!("\n[limits]\nmax_stanza_bytes = {CAP_STANZA_BYTES}\n"),
+            &format!(
+                "\n[limits]\nmax_stanza_bytes = {CAP_STANZA_BYTES}\ninbound_burst_bytes = {CAP_STANZA_BYTES}\n"
+            ),
             2,
             "limits.max_outbound_queue_bytes",
             "smaller than max_stanza_bytes",

@@ -113,6 +113,17 @@ pub enum Step {
     Failure(SaslFailure),
 }
 
+/// The account a client's first SASL message names (PLAIN authcid, SCRAM `n=`),
+/// normalised when possible. Used only to throttle failed logins per account; `None`
+/// when the message names nobody.
+pub fn claimed_username(mechanism: Mechanism, first_message: &[u8]) -> Option<String> {
+    let raw = match mechanism {
+        Mechanism::Plain => plain::claimed_authcid(first_message)?.to_string(),
+        _ => scram::claimed_username(first_message)?,
+    };
+    Some(crate::jid::normalize_localpart(&raw).unwrap_or(raw))
+}
+
 /// One SASL exchange in progress on a connection.
 pub struct SaslServer {
     mechanism: Mechanism,
@@ -280,6 +291,24 @@ pub(crate) fn authzid_acceptable(
         return false;
     };
     authzid_domain.eq_ignore_ascii_case(domain) && normalize(local).as_deref() == Some(username)
+}
+
+#[cfg(test)]
+mod claimed_tests {
+    use super::*;
+
+    #[test]
+    fn claimed_username_of_plain_and_scram() {
+        assert_eq!(
+            claimed_username(Mechanism::Plain, b"\0Alice\0pw").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            claimed_username(Mechanism::ScramSha1, b"n,,n=bob,r=abc").as_deref(),
+            Some("bob")
+        );
+        assert_eq!(claimed_username(Mechanism::ScramSha256, b"garbage"), None);
+    }
 }
 
 #[cfg(test)]

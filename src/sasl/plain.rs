@@ -51,6 +51,11 @@ pub(crate) fn authenticate(
     }
 }
 
+/// The authcid a PLAIN message claims, for throttling failed logins per account.
+pub(crate) fn claimed_authcid(message: &[u8]) -> Option<&str> {
+    parse(message).ok().map(|p| p.authcid)
+}
+
 /// Does the work of a password check whose answer is thrown away; `black_box` keeps the
 /// optimiser from removing it.
 fn burn_a_password_check(password: &str) {

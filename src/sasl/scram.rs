@@ -280,6 +280,11 @@ fn offset(value: usize) -> Result<u16, SaslFailure> {
     u16::try_from(value).map_err(|_| SaslFailure::MalformedRequest)
 }
 
+/// The username a client-first message claims, for throttling failed logins per account.
+pub(crate) fn claimed_username(message: &[u8]) -> Option<String> {
+    parse_client_first(message).ok().map(|f| f.username)
+}
+
 /// RFC 5802 §7: `gs2-header client-first-message-bare`, where
 /// `client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions]`.
 fn parse_client_first(message: &[u8]) -> Result<ClientFirst<'_>, SaslFailure> {
