@@ -50,6 +50,8 @@ pub struct C2s {
     pub(crate) channel_binding: Option<Vec<u8>>,
     pub(crate) sasl: Option<Box<SaslServer>>,
     pub(crate) auth_failures: u8,
+    /// The account the current SASL attempt names, for per-account throttling.
+    pub(crate) claimed_user: Option<String>,
 }
 
 impl C2s {
@@ -64,6 +66,7 @@ impl C2s {
             channel_binding,
             sasl: None,
             auth_failures: 0,
+            claimed_user: None,
         }
     }
 }
@@ -227,7 +230,15 @@ impl Core {
             }
             Stage::Bound => {}
         }
-        f.extend_from_slice(b"</stream:features>");
+        // XEP-0478: the limits this stream is held to, so clients can stay inside them.
+        let max_bytes = self
+            .frame_limits(proto.stage != Stage::Negotiating)
+            .max_stanza_bytes;
+        f.extend_from_slice(b"<limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>");
+        f.extend_from_slice(max_bytes.to_string().as_bytes());
+        f.extend_from_slice(b"</max-bytes><idle-seconds>");
+        f.extend_from_slice(self.cfg.limits.idle_secs.to_string().as_bytes());
+        f.extend_from_slice(b"</idle-seconds></limits></stream:features>");
         self.send(id, |out| out.extend_from_slice(&f));
     }
 
@@ -339,6 +350,9 @@ impl Core {
                 return;
             }
         };
+        proto.claimed_user = initial
+            .as_deref()
+            .and_then(|m| crate::sasl::claimed_username(mechanism, m));
         let db = &self.db;
         let lookup = |user: &str| db.user(user).map(|u| u.credentials.clone());
         let ctx = SaslContext {
@@ -380,6 +394,9 @@ impl Core {
             },
             server_secret: &self.cfg.server_secret,
         };
+        if proto.claimed_user.is_none() {
+            proto.claimed_user = crate::sasl::claimed_username(server.mechanism(), &data);
+        }
         let step = server.step(&data, &ctx, &lookup);
         proto.sasl = Some(server);
         self.sasl_step(id, proto, step);
@@ -414,6 +431,8 @@ impl Core {
                     "[{id}] authenticated {username}@{} with {mech}",
                     self.cfg.domain
                 );
+                self.throttle_login_answer(id, proto);
+                self.throttle.succeeded(&username);
                 let b64 = additional.map(|a| BASE64.encode(a)).unwrap_or_default();
                 self.send(id, |out| {
                     out.extend_from_slice(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
@@ -428,7 +447,6 @@ impl Core {
                 proto.header_sent = false;
                 if let Some(conn) = self.conns.get_mut(id) {
                     conn.user = Some((username, account));
-                    conn.deadline = None;
                 }
             }
             Step::Failure(f) => {
@@ -438,7 +456,32 @@ impl Core {
         }
     }
 
+    /// Delays the answer to a login attempt when its address or account is throttled.
+    fn throttle_login_answer(&mut self, id: ConnId, proto: &C2s) {
+        let Some(ip) = self.conns.get(id).map(|c| c.ip) else {
+            return;
+        };
+        let delay = self
+            .throttle
+            .delay_ms(ip, proto.claimed_user.as_deref(), self.now);
+        if delay > 0 {
+            self.pause_output(id, self.now + delay);
+        }
+    }
+
     fn sasl_failed(&mut self, id: ConnId, proto: &mut C2s, failure: SaslFailure) {
+        if failure != SaslFailure::Aborted {
+            self.throttle_login_answer(id, proto);
+            if let Some(ip) = self.conns.get(id).map(|c| c.ip) {
+                for key in self
+                    .throttle
+                    .failed(ip, proto.claimed_user.as_deref(), self.now)
+                {
+                    // Once per window, not once per attempt.
+                    log::warn!("repeated failed logins ({key:?}): answers are now delayed");
+                }
+            }
+        }
         self.send(id, |out| {
             out.extend_from_slice(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><");
             out.extend_from_slice(failure.element_name().as_bytes());
@@ -448,7 +491,7 @@ impl Core {
             return;
         }
         proto.auth_failures = proto.auth_failures.saturating_add(1);
-        log::warn!("[{id}] authentication failed ({})", failure.element_name());
+        log::info!("[{id}] authentication failed ({})", failure.element_name());
         // RFC 6120 §6.4.5 allows a bounded number of retries; then the connection goes.
         if proto.auth_failures >= self.cfg.limits.max_auth_attempts {
             self.stream_error(
@@ -575,7 +618,10 @@ impl Core {
         let text = full.to_string();
         if let Some(conn) = self.conns.get_mut(id) {
             conn.session = Some(crate::core::Session::new(full, account));
+            conn.deadline = None;
         }
+        let idle = u64::from(self.cfg.limits.idle_secs) * 1000;
+        self.arm(self.now + idle);
         log::info!("[{id}] bound {text}");
         Ok(text)
     }

@@ -10,20 +10,26 @@
 
 mod outbox;
 pub(crate) mod route;
+mod throttle;
+mod undo;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 
-pub use outbox::{Action, Outbox};
+pub use outbox::{Action, Bounds, Outbox};
+pub use throttle::AuthThrottle;
 
 use crate::c2s::{C2s, write_stream_error, write_stream_header};
 use crate::db::{Db, Record};
 use crate::error::StreamCondition;
 use crate::jid::Jid;
-use crate::limits::{CAP_CONNECTIONS, Limits};
+use crate::limits::{CAP_CONNECTIONS, Limits, PROBE_TIMEOUT_SECS, SWEEP_INTERVAL_MS};
 use crate::router::{AccountId, ConnId, OnlineTable, SlotTable};
 use crate::sasl::Credentials;
 use crate::time::{Entropy, Millis};
 use crate::xml::{FrameLimits, RawElement};
+use heapless::index_map::FnvIndexMap;
+use undo::Undo;
 
 /// What the core needs to know about its deployment.
 #[derive(Clone, Debug)]
@@ -71,20 +77,51 @@ impl Session {
 
 /// One client connection.
 pub(crate) struct Conn {
+    pub(crate) ip: IpAddr,
     pub(crate) out: Outbox,
     /// Taken out while this connection's input is processed (so the rest of the core can
     /// be borrowed), and dropped once the connection is finished.
     pub(crate) proto: Option<Box<C2s>>,
     pub(crate) user: Option<(String, AccountId)>,
     pub(crate) session: Option<Session>,
+    /// The connection must have bound a resource by then (RFC 6120 leaves the policy to
+    /// the server; unauthenticated connections must not hold table slots).
     pub(crate) deadline: Option<Millis>,
+    /// Last time anything arrived, and when an idle probe (ping) was sent.
+    pub(crate) last_input: Millis,
+    pub(crate) probe_sent: Option<Millis>,
+    /// Output withheld until then: the answer to a throttled login attempt.
+    pub(crate) paused_until: Option<Millis>,
     /// Prefixes the client declared on its stream header, copied into forwarded stanzas.
     pub(crate) extra_prefixes: Vec<(String, String)>,
 }
 
-/// Connection refused: the table is full (or the server shutting down).
+/// Why a connection was refused before it got a slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Refused;
+pub enum Refused {
+    /// The connection table is at `max_connections`.
+    Full,
+    /// The address already has `max_connections_per_ip` connections.
+    PerAddress,
+    ShuttingDown,
+}
+
+/// Who asked for a change, so an error can be sent if the change cannot be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Requester {
+    pub conn: ConnId,
+    pub iq_id: String,
+    /// The requester's full JID (the error's `to`) and the request's `to` (its `from`).
+    pub to: String,
+    pub from: Option<String>,
+}
+
+/// A change applied in memory that the store has not yet confirmed.
+struct Uncommitted {
+    seq: u64,
+    undo: Undo,
+    requester: Option<Requester>,
+}
 
 /// Errors of the admin interface (CLI through the control socket).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +166,19 @@ pub struct Core {
     overflowed: Vec<ConnId>,
     next_deadline: Option<Millis>,
     shutting_down: bool,
+    /// Connections per peer address (bounded by the connection table).
+    per_ip: FnvIndexMap<IpAddr, u16, CAP_CONNECTIONS>,
+    pub(crate) throttle: AuthThrottle,
+    uncommitted: VecDeque<Uncommitted>,
+    /// The iq being handled, for [`Requester`].
+    pub(crate) requester: Option<Requester>,
+    ping_counter: u64,
+}
+
+/// Deadlines that only need to be roughly right (idle probes) are rounded up to the sweep
+/// interval, so a router wakes up once per interval, not once per connection.
+fn coarse(t: Millis) -> Millis {
+    Millis(t.0.div_ceil(SWEEP_INTERVAL_MS) * SWEEP_INTERVAL_MS)
 }
 
 impl Core {
@@ -157,6 +207,11 @@ impl Core {
             overflowed: Vec::new(),
             next_deadline: None,
             shutting_down: false,
+            per_ip: FnvIndexMap::new(),
+            throttle: AuthThrottle::default(),
+            uncommitted: VecDeque::new(),
+            requester: None,
+            ping_counter: 0,
         }
     }
 
@@ -187,28 +242,42 @@ impl Core {
 
     /// Bytes to write to a connection that was refused before it got a slot
     /// (RFC 6120 §4.9.1.1: header, error, close).
-    pub fn refusal(&self) -> Vec<u8> {
+    pub fn refusal(&self, why: Refused) -> Vec<u8> {
         let mut out = Vec::new();
         write_stream_header(&mut out, &self.cfg.domain, "refused", None);
-        let cond = if self.shutting_down {
-            StreamCondition::SystemShutdown
-        } else {
-            StreamCondition::ResourceConstraint
+        let (cond, text) = match why {
+            Refused::Full => (
+                StreamCondition::ResourceConstraint,
+                "the server is at its connection limit",
+            ),
+            Refused::PerAddress => (
+                StreamCondition::PolicyViolation,
+                "too many connections from your address",
+            ),
+            Refused::ShuttingDown => (
+                StreamCondition::SystemShutdown,
+                "the server is shutting down",
+            ),
         };
-        write_stream_error(
-            &mut out,
-            cond,
-            Some("the server is at its connection limit"),
-        );
+        write_stream_error(&mut out, cond, Some(text));
         out
     }
 
-    /// A new TCP connection (already through TLS for a direct-TLS listener, in which case
-    /// `tls` carries the channel-binding data if the TLS layer could export it).
-    pub fn open(&mut self, tls: Option<Option<Vec<u8>>>, now: Millis) -> Result<ConnId, Refused> {
+    /// A new TCP connection from `ip` (already through TLS for a direct-TLS listener, in
+    /// which case `tls` carries the channel-binding data if the TLS layer exported it).
+    pub fn open(
+        &mut self,
+        ip: IpAddr,
+        tls: Option<Option<Vec<u8>>>,
+        now: Millis,
+    ) -> Result<ConnId, Refused> {
         self.now = now;
         if self.shutting_down {
-            return Err(Refused);
+            return Err(Refused::ShuttingDown);
+        }
+        let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if usize::from(from_ip) >= self.cfg.limits.max_connections_per_ip {
+            return Err(Refused::PerAddress);
         }
         let limits = self.frame_limits(false);
         let deadline = now + u64::from(self.cfg.limits.auth_timeout_secs) * 1000;
@@ -219,22 +288,38 @@ impl Core {
         let id = self
             .conns
             .insert_with(|_| Conn {
+                ip,
                 out: Outbox::default(),
                 proto: Some(Box::new(C2s::new(limits, is_tls, cb))),
                 user: None,
                 session: None,
                 deadline: Some(deadline),
+                last_input: now,
+                probe_sent: None,
+                paused_until: None,
                 extra_prefixes: Vec::new(),
             })
-            .map_err(|_| Refused)?;
-        self.next_deadline = Some(self.next_deadline.map_or(deadline, |d| d.min(deadline)));
+            .map_err(|_| Refused::Full)?;
+        // Cannot fail: there are at most as many addresses as connections.
+        let _ = self.per_ip.insert(ip, from_ip + 1);
+        self.arm(deadline);
         Ok(id)
+    }
+
+    /// Makes sure the shell calls [`Core::handle_timeout`] by `t`.
+    pub(crate) fn arm(&mut self, t: Millis) {
+        self.next_deadline = Some(self.next_deadline.map_or(t, |d| d.min(t)));
     }
 
     /// Bytes read from a connection.
     pub fn handle_bytes(&mut self, id: ConnId, data: &[u8], now: Millis) {
         self.now = now;
-        let Some(mut proto) = self.conns.get_mut(id).and_then(|c| c.proto.take()) else {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.last_input = now;
+        conn.probe_sent = None;
+        let Some(mut proto) = conn.proto.take() else {
             return;
         };
         if proto.tls_pending || self.conns.get(id).is_some_and(|c| c.out.is_finished()) {
@@ -286,7 +371,19 @@ impl Core {
     pub fn handle_closed(&mut self, id: ConnId, now: Millis) {
         self.now = now;
         self.end_session(id);
-        self.conns.remove(id);
+        if let Some(conn) = self.conns.remove(id) {
+            let left = self
+                .per_ip
+                .get(&conn.ip)
+                .copied()
+                .unwrap_or(1)
+                .saturating_sub(1);
+            if left == 0 {
+                self.per_ip.remove(&conn.ip);
+            } else if let Some(n) = self.per_ip.get_mut(&conn.ip) {
+                *n = left;
+            }
+        }
         self.held_conns.retain(|c| *c != id);
         self.settle();
     }
@@ -313,31 +410,104 @@ impl Core {
         self.next_deadline
     }
 
-    /// Closes connections whose deadline passed (unauthenticated too long).
+    /// Runs every deadline that passed: unauthenticated connections that took too long,
+    /// throttled login answers that may now go out, idle sessions to probe (XEP-0199),
+    /// probed sessions that never answered.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.now = now;
+        let idle_ms = u64::from(self.cfg.limits.idle_secs) * 1000;
+        let probe_ms = PROBE_TIMEOUT_SECS * 1000;
         let mut expired = Vec::new();
+        let mut dead = Vec::new();
+        let mut to_probe = Vec::new();
+        let mut unpaused = Vec::new();
         let mut next: Option<Millis> = None;
+        let mut keep = |t: Millis| next = Some(next.map_or(t, |n: Millis| n.min(t)));
         for (id, conn) in self.conns.iter_mut() {
+            if conn.out.is_finished() {
+                continue;
+            }
             if let Some(d) = conn.deadline {
                 if d <= now {
                     conn.deadline = None;
                     expired.push(id);
+                    continue;
+                }
+                keep(d);
+            }
+            if let Some(p) = conn.paused_until {
+                if p <= now {
+                    conn.paused_until = None;
+                    unpaused.push(id);
                 } else {
-                    next = Some(next.map_or(d, |n| n.min(d)));
+                    keep(p);
+                }
+            }
+            if conn.session.is_some() {
+                match conn.probe_sent {
+                    Some(sent) if now.saturating_sub(sent) >= probe_ms => dead.push(id),
+                    Some(sent) => keep(coarse(sent + probe_ms)),
+                    None if now.saturating_sub(conn.last_input) >= idle_ms => {
+                        conn.probe_sent = Some(now);
+                        to_probe.push(id);
+                        keep(coarse(now + probe_ms));
+                    }
+                    None => keep(coarse(conn.last_input + idle_ms)),
                 }
             }
         }
         self.next_deadline = next;
+        for id in unpaused {
+            if self.conns.get(id).is_some_and(|c| c.out.has_ready()) {
+                self.signal(id);
+            }
+        }
         for id in expired {
-            log::info!("[{id}] closed: not authenticated in time");
+            log::info!("[{id}] closed: not logged in and bound in time");
             self.kill(
                 id,
                 StreamCondition::ConnectionTimeout,
                 Some("authentication took too long"),
             );
         }
+        for id in dead {
+            log::info!("[{id}] closed: no answer to an idle probe");
+            self.kill(
+                id,
+                StreamCondition::ConnectionTimeout,
+                Some("no answer to ping"),
+            );
+        }
+        for id in to_probe {
+            self.send_idle_probe(id);
+        }
         self.settle();
+    }
+
+    fn send_idle_probe(&mut self, id: ConnId) {
+        let Some(full) = self.session_jid(id) else {
+            return;
+        };
+        self.ping_counter += 1;
+        let n = self.ping_counter;
+        let domain = self.cfg.domain.clone();
+        self.send(id, |out| {
+            out.extend_from_slice(b"<iq type='get' id='xmppd-ping-");
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"' from='");
+            crate::xml::escape::escape_attr(out, &domain);
+            out.extend_from_slice(b"' to='");
+            crate::xml::escape::escape_attr(out, full.as_str());
+            out.extend_from_slice(b"'><ping xmlns='urn:xmpp:ping'/></iq>");
+        });
+    }
+
+    /// Withholds a connection's output until `until` (a throttled login answer).
+    pub(crate) fn pause_output(&mut self, id: ConnId, until: Millis) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.paused_until = Some(until);
+            self.arm(until);
+        }
     }
 
     /// Changes to make durable, in order; returns the number of the last one.
@@ -353,6 +523,9 @@ impl Core {
     /// Records up to `seq` are durable: release the output that waited for them.
     pub fn records_committed(&mut self, seq: u64) {
         self.committed_seq = self.committed_seq.max(seq);
+        while self.uncommitted.front().is_some_and(|u| u.seq <= seq) {
+            self.uncommitted.pop_front();
+        }
         let committed = self.committed_seq;
         let mut still_held = Vec::new();
         let conns = std::mem::take(&mut self.held_conns);
@@ -368,6 +541,65 @@ impl Core {
             }
         }
         self.held_conns = still_held;
+    }
+
+    /// The store could not make the records after the last committed one durable (full
+    /// disk, read-only data dir). Memory returns to what the disk holds, output that
+    /// reported the lost changes is dropped, and each client that asked for one gets
+    /// `<resource-constraint/>`. Returns the number of the last record given up.
+    pub fn records_failed(&mut self) -> u64 {
+        let last = self.next_seq - 1;
+        self.pending_records.clear();
+        self.hold = None;
+        let mut requesters: Vec<Requester> = Vec::new();
+        while let Some(u) = self.uncommitted.pop_back() {
+            undo::apply_undo(&mut self.db, u.undo);
+            if let Some(r) = u.requester
+                && !requesters.contains(&r)
+            {
+                requesters.push(r);
+            }
+        }
+        self.sync_account_ids();
+        for id in std::mem::take(&mut self.held_conns) {
+            if self.conns.get_mut(id).is_some_and(|c| c.out.fail_held()) {
+                self.signal(id);
+            }
+        }
+        let err = crate::error::StanzaError::new(crate::error::StanzaCondition::ResourceConstraint)
+            .with_text("the server could not store the change");
+        for r in requesters.into_iter().rev() {
+            let from = r.from.unwrap_or_default();
+            self.send(r.conn, |out| {
+                crate::stanza::write_error_reply(
+                    out,
+                    crate::stanza::Kind::Iq,
+                    Some(&r.iq_id),
+                    &from,
+                    &r.to,
+                    &err,
+                )
+            });
+        }
+        self.committed_seq = self.committed_seq.max(last);
+        self.settle();
+        last
+    }
+
+    /// Keeps the account-id map in step with the accounts after an undo.
+    fn sync_account_ids(&mut self) {
+        let db = &self.db;
+        self.accounts.retain(|name, _| db.users.contains_key(name));
+        let missing: Vec<String> = db
+            .users
+            .keys()
+            .filter(|n| !self.accounts.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in missing {
+            self.accounts.insert(name, AccountId(self.next_account));
+            self.next_account += 1;
+        }
     }
 
     /// Number of the last record made (0 when none).
@@ -455,17 +687,25 @@ impl Core {
     /// Applies a change and queues it for the store. Output produced afterwards while
     /// handling the same input is held until the change is durable.
     pub(crate) fn persist(&mut self, record: Record) -> u64 {
+        let undo = undo::undo_for(&self.db, &record);
         self.db.apply(&record);
         self.pending_records.push(record);
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.uncommitted.push_back(Uncommitted {
+            seq,
+            undo,
+            requester: self.requester.clone(),
+        });
         self.hold = Some(seq);
         seq
     }
 
     fn signal(&mut self, id: ConnId) {
+        // A paused connection (throttled login answer) is signalled when its pause ends.
         if let Some(conn) = self.conns.get_mut(id)
             && !conn.out.signalled
+            && conn.paused_until.is_none()
         {
             conn.out.signalled = true;
             self.ready.push(id);
@@ -475,13 +715,16 @@ impl Core {
     /// Queues output for a connection. A peer that does not read until its queue is full
     /// loses its connection; everyone else goes on (STYLE.md: bounded outbound queues).
     pub(crate) fn send(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) {
-        let max = self.cfg.limits.max_outbound_queue_bytes;
+        let bounds = Bounds {
+            bytes: self.cfg.limits.max_outbound_queue_bytes,
+            stanzas: self.cfg.limits.max_outbound_queue_stanzas,
+        };
         let hold = self.hold;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         let was_held = conn.out.has_held();
-        match conn.out.push_with(hold, max, write) {
+        match conn.out.push_with(hold, bounds, write) {
             Ok(()) => {
                 if conn.out.has_held() {
                     if !was_held {
@@ -492,7 +735,11 @@ impl Core {
                 }
             }
             Err(outbox::Overflow) => {
-                log::warn!("[{id}] outbound queue over {max} bytes: closing the connection");
+                log::warn!(
+                    "[{id}] outbound queue over {} bytes or {} stanzas: closing the connection",
+                    bounds.bytes,
+                    bounds.stanzas
+                );
                 self.overflowed.push(id);
             }
         }

@@ -12,19 +12,35 @@ pub enum Action {
     Close,
 }
 
-/// The queue is over its byte bound; the connection must be dropped.
+/// The queue is over its byte or stanza bound; the connection must be dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflow;
+
+/// The bounds of one queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub bytes: usize,
+    pub stanzas: usize,
+}
+
+struct Held {
+    seq: u64,
+    /// The output reports the change `seq` itself (dropped if the change fails), rather
+    /// than only waiting behind such output to keep the order.
+    dependent: bool,
+    bytes: Vec<u8>,
+}
 
 #[derive(Default)]
 pub struct Outbox {
     /// Bytes ready to write.
     buf: Vec<u8>,
-    /// Output waiting for the store to make record `seq` durable. Kept in order, and
-    /// anything queued after it waits too, so the peer sees events in the order they
-    /// happened.
-    held: VecDeque<(u64, Vec<u8>)>,
+    /// Output waiting for the store to make a record durable, in order: anything queued
+    /// after held output waits too, so the peer sees events in the order they happened.
+    held: VecDeque<Held>,
     held_bytes: usize,
+    /// Pushes since the shell last took the ready bytes, plus held entries.
+    stanzas: usize,
     /// Set once: nothing may be queued after it.
     after: Option<Action>,
     /// The shell has been told there is something to do and has not collected it yet.
@@ -32,23 +48,26 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Queues the bytes that `write` produces. `hold` is the record sequence number the
-    /// output depends on, if any. Fails (queuing nothing) when the bound is exceeded.
+    /// Queues the bytes that `write` produces. `depends_on` is the record the output
+    /// reports, if any. Fails (queuing nothing) when a bound would be exceeded.
     pub fn push_with(
         &mut self,
-        hold: Option<u64>,
-        max_bytes: usize,
+        depends_on: Option<u64>,
+        bounds: Bounds,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), Overflow> {
         if self.after.is_some() {
             return Ok(());
         }
-        let hold = hold.or_else(|| self.held.back().map(|(s, _)| *s));
-        match hold {
+        if self.stanzas + 1 > bounds.stanzas {
+            return Err(Overflow);
+        }
+        let order_hold = self.held.back().map(|h| h.seq);
+        match depends_on.or(order_hold) {
             None => {
                 let before = self.buf.len();
                 write(&mut self.buf);
-                if self.buf.len() + self.held_bytes > max_bytes {
+                if self.buf.len() + self.held_bytes > bounds.bytes {
                     self.buf.truncate(before);
                     return Err(Overflow);
                 }
@@ -56,13 +75,18 @@ impl Outbox {
             Some(seq) => {
                 let mut v = Vec::new();
                 write(&mut v);
-                if self.buf.len() + self.held_bytes + v.len() > max_bytes {
+                if self.buf.len() + self.held_bytes + v.len() > bounds.bytes {
                     return Err(Overflow);
                 }
                 self.held_bytes += v.len();
-                self.held.push_back((seq, v));
+                self.held.push_back(Held {
+                    seq,
+                    dependent: depends_on.is_some(),
+                    bytes: v,
+                });
             }
         }
+        self.stanzas += 1;
         Ok(())
     }
 
@@ -70,13 +94,26 @@ impl Outbox {
     /// Returns whether anything became ready.
     pub fn release(&mut self, committed: u64) -> bool {
         let mut moved = false;
-        while let Some((seq, _)) = self.held.front() {
-            if *seq > committed {
-                break;
+        while self.held.front().is_some_and(|h| h.seq <= committed) {
+            if let Some(h) = self.held.pop_front() {
+                self.held_bytes -= h.bytes.len();
+                self.buf.extend_from_slice(&h.bytes);
+                moved = true;
             }
-            if let Some((_, v)) = self.held.pop_front() {
-                self.held_bytes -= v.len();
-                self.buf.extend_from_slice(&v);
+        }
+        moved
+    }
+
+    /// The store failed: output that reported the lost changes is dropped, output that
+    /// only waited behind it is released. Returns whether anything became ready.
+    pub fn fail_held(&mut self) -> bool {
+        let mut moved = false;
+        while let Some(h) = self.held.pop_front() {
+            self.held_bytes -= h.bytes.len();
+            self.stanzas = self.stanzas.saturating_sub(1);
+            if !h.dependent {
+                self.buf.extend_from_slice(&h.bytes);
+                self.stanzas += 1;
                 moved = true;
             }
         }
@@ -94,19 +131,20 @@ impl Outbox {
         }
     }
 
-    /// Drops everything queued and closes: used when the peer is not reading.
-    pub fn abort(&mut self) {
-        self.buf.clear();
-        self.held.clear();
-        self.held_bytes = 0;
-        self.after = Some(Action::Close);
-    }
-
     /// The TLS layer took over the socket: output flows again.
     pub fn resume_after_tls(&mut self) {
         if self.after == Some(Action::StartTls) {
             self.after = None;
         }
+    }
+
+    /// Drops everything queued and closes: used when the peer is not reading.
+    pub fn abort(&mut self) {
+        self.buf.clear();
+        self.held.clear();
+        self.held_bytes = 0;
+        self.stanzas = 0;
+        self.after = Some(Action::Close);
     }
 
     pub fn is_finished(&self) -> bool {
@@ -120,6 +158,7 @@ impl Outbox {
         into.clear();
         std::mem::swap(into, &mut self.buf);
         self.signalled = false;
+        self.stanzas = self.held.len();
         if self.held.is_empty() {
             self.after
         } else {
@@ -127,8 +166,8 @@ impl Outbox {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty() && self.held.is_empty()
+    pub fn has_ready(&self) -> bool {
+        !self.buf.is_empty() || (self.after.is_some() && self.held.is_empty())
     }
 
     pub fn queued_bytes(&self) -> usize {
@@ -140,15 +179,21 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    const B: Bounds = Bounds {
+        bytes: 100,
+        stanzas: 10,
+    };
+
+    fn push(o: &mut Outbox, dep: Option<u64>, s: &[u8]) -> Result<(), Overflow> {
+        o.push_with(dep, B, |v| v.extend_from_slice(s))
+    }
+
     #[test]
     fn held_output_keeps_order_with_later_output() {
         let mut o = Outbox::default();
-        o.push_with(None, 100, |v| v.extend_from_slice(b"a"))
-            .unwrap();
-        o.push_with(Some(5), 100, |v| v.extend_from_slice(b"b"))
-            .unwrap();
-        o.push_with(None, 100, |v| v.extend_from_slice(b"c"))
-            .unwrap();
+        push(&mut o, None, b"a").unwrap();
+        push(&mut o, Some(5), b"b").unwrap();
+        push(&mut o, None, b"c").unwrap();
         let mut out = Vec::new();
         assert_eq!(o.take(&mut out), None);
         assert_eq!(out, b"a");
@@ -159,22 +204,50 @@ mod tests {
     }
 
     #[test]
-    fn overflow_queues_nothing() {
+    fn failed_changes_drop_their_output_but_not_what_waited_behind_it() {
         let mut o = Outbox::default();
-        o.push_with(None, 4, |v| v.extend_from_slice(b"abc"))
+        push(&mut o, Some(3), b"result").unwrap();
+        push(&mut o, None, b"<message/>").unwrap();
+        assert!(o.fail_held());
+        let mut out = Vec::new();
+        o.take(&mut out);
+        assert_eq!(out, b"<message/>");
+    }
+
+    #[test]
+    fn overflow_by_bytes_or_stanzas_queues_nothing() {
+        let mut o = Outbox::default();
+        let small = Bounds {
+            bytes: 4,
+            stanzas: 10,
+        };
+        o.push_with(None, small, |v| v.extend_from_slice(b"abc"))
             .unwrap();
         assert_eq!(
-            o.push_with(None, 4, |v| v.extend_from_slice(b"de")),
+            o.push_with(None, small, |v| v.extend_from_slice(b"de")),
             Err(Overflow)
         );
         assert_eq!(o.queued_bytes(), 3);
+        let few = Bounds {
+            bytes: 1000,
+            stanzas: 2,
+        };
+        let mut o = Outbox::default();
+        o.push_with(None, few, |v| v.push(b'x')).unwrap();
+        o.push_with(None, few, |v| v.push(b'x')).unwrap();
+        assert_eq!(o.push_with(None, few, |v| v.push(b'x')), Err(Overflow));
+        let mut out = Vec::new();
+        o.take(&mut out);
+        assert!(
+            o.push_with(None, few, |v| v.push(b'x')).is_ok(),
+            "taking resets the count"
+        );
     }
 
     #[test]
     fn action_waits_for_held_output() {
         let mut o = Outbox::default();
-        o.push_with(Some(1), 100, |v| v.extend_from_slice(b"x"))
-            .unwrap();
+        push(&mut o, Some(1), b"x").unwrap();
         o.finish(Action::Close);
         let mut out = Vec::new();
         assert_eq!(o.take(&mut out), None);

@@ -358,7 +358,14 @@ impl Core {
             itype,
             payload: payload.clone(),
         };
+        self.requester = Some(crate::core::Requester {
+            conn: id,
+            iq_id: req.id.clone(),
+            to: from.to_string(),
+            from: req.to.as_ref().map(|t| t.to_string()),
+        });
         let reply = xep::dispatch_iq(self, &req);
+        self.requester = None;
         self.answer_iq(&req, reply);
     }
 

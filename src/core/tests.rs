@@ -33,6 +33,8 @@ fn creds() -> &'static Credentials {
     })
 }
 
+const IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 20));
+
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
      xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 
@@ -69,7 +71,7 @@ impl H {
 
     fn open(&mut self) -> ConnId {
         self.core
-            .open(None, self.now)
+            .open(IP, None, self.now)
             .expect("room for a connection")
     }
 
@@ -351,8 +353,8 @@ fn connection_table_full_is_refused() {
     let mut h = H::with_limits(false, limits);
     h.open();
     h.open();
-    assert_eq!(h.core.open(None, h.now), Err(Refused));
-    let r = String::from_utf8(h.core.refusal()).unwrap_or_default();
+    assert_eq!(h.core.open(IP, None, h.now), Err(Refused::Full));
+    let r = String::from_utf8(h.core.refusal(Refused::Full)).unwrap_or_default();
     assert!(
         r.contains("<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
         "{r}"
@@ -606,4 +608,170 @@ fn a_slow_reader_loses_only_its_own_connection() {
         "<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
     );
     assert!(h.recv(a).contains("type='result'"), "alice is unaffected");
+}
+
+#[test]
+fn connections_per_address_are_capped() {
+    let limits = Limits {
+        max_connections_per_ip: 2,
+        ..Limits::default()
+    };
+    let mut h = H::with_limits(false, limits);
+    let a = h.open();
+    h.open();
+    assert_eq!(h.core.open(IP, None, h.now), Err(Refused::PerAddress));
+    let other = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 21));
+    assert!(
+        h.core.open(other, None, h.now).is_ok(),
+        "another host is not affected"
+    );
+    h.core.handle_closed(a, h.now);
+    assert!(
+        h.core.open(IP, None, h.now).is_ok(),
+        "a closed connection frees its place"
+    );
+    let r = String::from_utf8(h.core.refusal(Refused::PerAddress)).unwrap_or_default();
+    assert!(r.contains("<policy-violation "), "{r}");
+}
+
+#[test]
+fn repeated_failed_logins_delay_the_answers() {
+    let mut h = H::new(false);
+    let bad = BASE64.encode("\0alice\0wrong");
+    let mut delayed = None;
+    for attempt in 0..8 {
+        let id = h.open();
+        h.send(id, HEADER);
+        h.recv(id);
+        let mut ready = Vec::new();
+        h.core.take_ready(&mut ready);
+        h.send(
+            id,
+            &format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{bad}</auth>"
+            ),
+        );
+        h.core.take_ready(&mut ready);
+        if !ready.contains(&id) {
+            delayed = Some((attempt, id));
+            break;
+        }
+        assert!(h.recv(id).contains("<not-authorized/>"));
+        h.core.handle_closed(id, h.now);
+    }
+    let (attempt, id) = delayed.expect("answers get delayed after a few failures");
+    assert_eq!(
+        attempt,
+        crate::limits::AUTH_FREE_FAILURES as usize,
+        "free attempts first"
+    );
+    let due = h
+        .core
+        .next_timeout()
+        .expect("a deadline for the delayed answer");
+    assert_eq!(due, Millis(1000));
+    h.now = due;
+    h.core.handle_timeout(due);
+    let mut ready = Vec::new();
+    h.core.take_ready(&mut ready);
+    assert!(ready.contains(&id));
+    assert!(h.recv(id).contains("<not-authorized/>"));
+    // The right password is delayed too while the address is throttled (timing must not
+    // reveal a correct guess), and then works.
+    let good = h.open();
+    h.send(good, HEADER);
+    h.recv(good);
+    let mut ready = Vec::new();
+    h.core.take_ready(&mut ready);
+    let auth = BASE64.encode("\0alice\0secret");
+    h.send(
+        good,
+        &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"),
+    );
+    h.core.take_ready(&mut ready);
+    assert!(!ready.contains(&good));
+    h.now = Millis(60_000);
+    h.core.handle_timeout(h.now);
+    assert!(h.recv(good).contains("<success"));
+}
+
+#[test]
+fn idle_sessions_are_pinged_and_closed_when_dead() {
+    let mut h = H::new(false);
+    let a = h.online("alice", "phone", 0);
+    let b = h.online("bob", "laptop", 0);
+    let idle = u64::from(crate::limits::DEFAULT_IDLE_SECS) * 1000;
+    h.now = Millis(idle + 5_000);
+    h.core.handle_timeout(h.now);
+    let ping = h.recv(a);
+    assert!(
+        ping.contains("<ping xmlns='urn:xmpp:ping'/>")
+            && ping.contains("to='alice@localhost/phone'"),
+        "{ping}"
+    );
+    assert!(h.recv(b).contains("<ping "));
+    // alice answers, bob does not.
+    let id = ping
+        .split("id='")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_default()
+        .to_string();
+    h.send(a, &format!("<iq type='result' id='{id}' to='localhost'/>"));
+    h.now = h.now + crate::limits::PROBE_TIMEOUT_SECS * 1000 + 5_000;
+    h.core.handle_timeout(h.now);
+    let (out, action) = h.recv_action(b);
+    assert!(out.contains("<connection-timeout "), "{out}");
+    assert_eq!(action, Some(Action::Close));
+    let (out, action) = h.recv_action(a);
+    assert_eq!(action, None, "alice answered and stays: {out}");
+}
+
+#[test]
+fn features_advertise_stream_limits() {
+    let mut h = H::new(false);
+    let id = h.open();
+    h.send(id, HEADER);
+    let f = h.recv(id);
+    assert!(
+        f.contains("<limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>8192</max-bytes><idle-seconds>300</idle-seconds></limits>"),
+        "{f}"
+    );
+}
+
+#[test]
+fn a_store_failure_undoes_the_change_and_answers_resource_constraint() {
+    let mut h = H::new(false);
+    let a = h.online("alice", "phone", 0);
+    h.send(a, "<iq type='set' id='ok'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>");
+    h.commit();
+    assert!(h.recv(a).contains("id='ok'"));
+    let before = h.core.db().clone();
+    h.send(a, "<iq type='set' id='lost'><query xmlns='jabber:iq:roster'><item jid='carol@localhost' name='C'/></query></iq>");
+    h.send(
+        a,
+        "<message to='alice@localhost/phone'><body>after</body></message>",
+    );
+    assert_eq!(h.recv(a), "", "held until the store answers");
+    let mut v = Vec::new();
+    h.core.take_records(&mut v);
+    h.core.records_failed();
+    let out = h.recv(a);
+    assert!(
+        !out.contains("carol@localhost"),
+        "no push for a change that was not stored: {out}"
+    );
+    assert!(
+        out.contains("<body>after</body>"),
+        "unrelated output is not lost: {out}"
+    );
+    assert!(
+        out.contains("id='lost'") && out.contains("<resource-constraint "),
+        "{out}"
+    );
+    assert_eq!(h.core.db(), &before, "memory matches the disk again");
+    // The next change works once the disk does.
+    h.send(a, "<iq type='set' id='again'><query xmlns='jabber:iq:roster'><item jid='dave@localhost'/></query></iq>");
+    h.commit();
+    assert!(h.recv(a).contains("id='again'"));
 }

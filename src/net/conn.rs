@@ -9,6 +9,7 @@ use futures_rustls::server::TlsStream;
 use smol::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 
+use super::rate::TokenBucket;
 use super::tls::{TlsSetup, channel_binding};
 use super::{Shared, State};
 use crate::core::Action;
@@ -111,20 +112,25 @@ pub async fn run(
     let opened = {
         let mut st = shared.lock();
         let now = shared.now();
-        let r = st.core.open(direct.then_some(cb), now);
+        let r = st.core.open(peer.ip(), direct.then_some(cb), now);
         match r {
             Ok(id) => {
                 Shared::set_waker(&mut st, id, Some(wake_tx));
                 shared.dispatch(&mut st, &mut scratch);
                 Ok(id)
             }
-            Err(_) => Err(st.core.refusal()),
+            Err(why) => Err((why, st.core.refusal(why))),
         }
     };
     let id = match opened {
         Ok(id) => id,
-        Err(refusal) => {
-            log::warn!("connection from {peer} refused: connection table full");
+        Err((why, refusal)) => {
+            // A flood must not flood the log: one line per interval, with a count.
+            if let Some(n) = shared.refusals.hit(shared.now()) {
+                log::warn!(
+                    "connection from {peer} refused ({why:?}); {n} refused in the last minute"
+                );
+            }
             let _ = with_timeout(Duration::from_secs(5), transport.write_all(&refusal)).await;
             transport.close().await;
             return;
@@ -160,9 +166,19 @@ async fn drive(
 ) -> &'static str {
     let mut rbuf = vec![0u8; READ_CHUNK_BYTES];
     let mut wbuf: Vec<u8> = Vec::new();
+    let (rate, burst) = shared.inbound_rate;
+    let mut bucket = TokenBucket::new(rate, burst, shared.now());
+    // When the peer may be read again (over its byte rate: TCP pushes back meanwhile).
+    let mut read_at = shared.now();
     loop {
         let ev = smol::future::or(
-            async { Event::Read(transport.read(&mut rbuf).await) },
+            async {
+                let wait = read_at.saturating_sub(shared.now());
+                if wait > 0 {
+                    smol::Timer::after(Duration::from_millis(wait)).await;
+                }
+                Event::Read(transport.read(&mut rbuf).await)
+            },
             async {
                 let _ = wake.recv().await;
                 Event::Wake
@@ -177,6 +193,8 @@ async fn drive(
                 let now = shared.now();
                 st.core.handle_bytes(id, &rbuf[..n], now);
                 shared.dispatch(&mut st, scratch);
+                drop(st);
+                read_at = now + bucket.take(n, now);
             }
             Event::Wake => {
                 let action = take_output(shared, id, &mut wbuf);

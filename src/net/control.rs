@@ -94,9 +94,12 @@ async fn execute(shared: &Shared, line: &str) -> String {
                 shared.dispatch(&mut st, &mut scratch);
             }
             // Report success only once the change would survive a power cut.
-            shared.wait_committed(seq).await;
-            log::info!("control: {cmd} {user}@{} done", shared.domain);
-            "OK\n".into()
+            if shared.wait_committed(seq).await {
+                log::info!("control: {cmd} {user}@{} done", shared.domain);
+                "OK\n".into()
+            } else {
+                "ERR the server could not store the change (disk full or read-only?)\n".into()
+            }
         }
         Err(e) => format!("ERR {e}\n"),
     }

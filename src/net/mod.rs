@@ -10,6 +10,7 @@ pub mod conn;
 pub mod control;
 pub mod files;
 pub mod persist;
+pub mod rate;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -66,10 +67,50 @@ pub struct Shared {
     start: Instant,
     store_wake: Sender<()>,
     timer_wake: Sender<()>,
-    /// Highest record number known durable, and an event for those waiting on it.
+    /// Highest record number known durable, highest given up after a store failure, and
+    /// an event for those waiting on either.
     committed: AtomicU64,
+    failed: AtomicU64,
     committed_event: event_listener::Event,
     pub domain: String,
+    /// Inbound bytes per second and burst for each connection.
+    pub inbound_rate: (usize, usize),
+    /// Refused connections, for a log line per minute rather than per refusal.
+    pub refusals: LogLimiter,
+}
+
+/// Counts events and allows one log line per interval, carrying the count.
+pub struct LogLimiter {
+    state: Mutex<(Option<Millis>, u64)>,
+}
+
+impl LogLimiter {
+    const INTERVAL_MS: u64 = 60_000;
+
+    pub fn new() -> LogLimiter {
+        LogLimiter {
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one event; returns the count to log when a line is due.
+    pub fn hit(&self, now: Millis) -> Option<u64> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.1 += 1;
+        match st.0 {
+            Some(last) if now.saturating_sub(last) < Self::INTERVAL_MS => None,
+            _ => {
+                st.0 = Some(now);
+                Some(std::mem::take(&mut st.1))
+            }
+        }
+    }
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter::new()
+    }
 }
 
 impl Shared {
@@ -107,15 +148,26 @@ impl Shared {
         }
     }
 
-    /// Waits until record `seq` is durable.
-    pub async fn wait_committed(&self, seq: u64) {
+    fn outcome(&self, seq: u64) -> Option<bool> {
+        if self.committed.load(Ordering::Acquire) >= seq {
+            Some(true)
+        } else if self.failed.load(Ordering::Acquire) >= seq {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Waits until record `seq` is durable (`true`) or was given up because the store
+    /// failed (`false`).
+    pub async fn wait_committed(&self, seq: u64) -> bool {
         loop {
-            if self.committed.load(Ordering::Acquire) >= seq {
-                return;
+            if let Some(ok) = self.outcome(seq) {
+                return ok;
             }
             let listener = self.committed_event.listen();
-            if self.committed.load(Ordering::Acquire) >= seq {
-                return;
+            if let Some(ok) = self.outcome(seq) {
+                return ok;
             }
             listener.await;
         }
@@ -123,6 +175,11 @@ impl Shared {
 
     pub(crate) fn mark_committed(&self, seq: u64) {
         self.committed.fetch_max(seq, Ordering::AcqRel);
+        self.committed_event.notify(usize::MAX);
+    }
+
+    pub(crate) fn mark_failed(&self, seq: u64) {
+        self.failed.fetch_max(seq, Ordering::AcqRel);
         self.committed_event.notify(usize::MAX);
     }
 }
@@ -222,8 +279,14 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
         store_wake,
         timer_wake,
         committed: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
         committed_event: event_listener::Event::new(),
         domain: cfg.domain.clone(),
+        inbound_rate: (
+            cfg.limits.inbound_bytes_per_sec,
+            cfg.limits.inbound_burst_bytes,
+        ),
+        refusals: LogLimiter::new(),
     });
     let tls = Arc::new(tls);
     let ex = Arc::new(smol::Executor::new());
@@ -320,16 +383,10 @@ async fn run(
     // Everything acknowledged is already durable; flush what is still in flight.
     let last = shared.lock().core.last_record_seq();
     let _ = shared.store_wake.try_send(());
-    let flushed = smol::future::or(
-        async {
-            shared.wait_committed(last).await;
-            true
-        },
-        async {
-            smol::Timer::after(Duration::from_secs(10)).await;
-            false
-        },
-    )
+    let flushed = smol::future::or(async { shared.wait_committed(last).await }, async {
+        smol::Timer::after(Duration::from_secs(10)).await;
+        false
+    })
     .await;
     if !flushed {
         log::error!("could not write the last changes to the store before exiting");

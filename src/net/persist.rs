@@ -1,9 +1,10 @@
 //! The storage task: group commit of the core's records, then compaction when due.
 //!
-//! Records wait `flush_delay_ms` for company, are appended with one fsync, and only then is
-//! the output that depended on them released (the core holds it). A failing disk (ENOSPC,
-//! read-only) is retried with the batch kept, logged once per failure streak; nothing
-//! is acknowledged meanwhile.
+//! Records wait `flush_delay_ms` for company and are appended with one fsync; only then
+//! is the output that depended on them released (the core holds it). When the store
+//! fails (ENOSPC, a read-only data dir), the core undoes the changes and tells each
+//! requester (`<resource-constraint/>`); the server goes on serving. The failure is
+//! logged once per streak, and recovery once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,14 @@ use smol::channel::Receiver;
 
 use super::Shared;
 use crate::db::Record;
-use crate::storage::{FileStore, Store};
+use crate::storage::Store;
 
-const RETRY_DELAY: Duration = Duration::from_secs(1);
-
-pub async fn run(shared: Arc<Shared>, store: FileStore, wake: Receiver<()>, flush_delay_ms: u32) {
+pub async fn run<S: Store + 'static>(
+    shared: Arc<Shared>,
+    store: S,
+    wake: Receiver<()>,
+    flush_delay_ms: u32,
+) {
     let mut store = Some(store);
     let mut batch: Vec<Record> = Vec::new();
     let mut scratch = Vec::new();
@@ -29,44 +33,42 @@ pub async fn run(shared: Arc<Shared>, store: FileStore, wake: Receiver<()>, flus
             smol::Timer::after(Duration::from_millis(u64::from(flush_delay_ms))).await;
         }
         loop {
-            let seq = {
-                let mut st = shared.lock();
-                st.core.take_records(&mut batch)
-            };
+            let seq = shared.lock().core.take_records(&mut batch);
             let Some(seq) = seq else { break };
-            loop {
-                let Some(s) = store.take() else { return };
-                let b = std::mem::take(&mut batch);
-                let (s, b, result) = smol::unblock(move || {
-                    let mut s = s;
-                    let r = s.append(&b);
-                    (s, b, r)
-                })
-                .await;
-                store = Some(s);
-                batch = b;
-                match result {
-                    Ok(()) => {
-                        if failing {
-                            log::info!("the store is writable again");
-                            failing = false;
-                        }
-                        let mut st = shared.lock();
-                        st.core.records_committed(seq);
-                        shared.dispatch(&mut st, &mut scratch);
-                        drop(st);
-                        shared.mark_committed(seq);
-                        break;
+            let Some(s) = store.take() else { return };
+            let b = std::mem::take(&mut batch);
+            let (s, b, result) = smol::unblock(move || {
+                let mut s = s;
+                let r = s.append(&b);
+                (s, b, r)
+            })
+            .await;
+            store = Some(s);
+            batch = b;
+            match result {
+                Ok(()) => {
+                    if failing {
+                        log::info!("the store is writable again");
+                        failing = false;
                     }
-                    Err(e) => {
-                        if !failing {
-                            log::error!(
-                                "cannot write to the store: {e}; changes are held and retried"
-                            );
-                            failing = true;
-                        }
-                        smol::Timer::after(RETRY_DELAY).await;
+                    let mut st = shared.lock();
+                    st.core.records_committed(seq);
+                    shared.dispatch(&mut st, &mut scratch);
+                    drop(st);
+                    shared.mark_committed(seq);
+                }
+                Err(e) => {
+                    if !failing {
+                        log::error!(
+                            "cannot write to the store: {e}; changes are refused until it works again"
+                        );
+                        failing = true;
                     }
+                    let mut st = shared.lock();
+                    let given_up = st.core.records_failed();
+                    shared.dispatch(&mut st, &mut scratch);
+                    drop(st);
+                    shared.mark_failed(given_up);
                 }
             }
         }
