@@ -57,6 +57,21 @@ pub struct RosterItem {
     pub ask: bool,
 }
 
+impl RosterItem {
+    /// Bytes the item holds in memory, roughly (strings plus map-entry overhead); what
+    /// `max_roster_bytes` counts.
+    pub fn footprint(&self, jid: &str) -> usize {
+        48 + jid.len()
+            + self.name.as_ref().map_or(0, String::len)
+            + self.groups.iter().map(|g| 24 + g.len()).sum::<usize>()
+    }
+}
+
+/// Bytes a pending request holds in memory, roughly.
+pub fn pending_footprint(jid: &str, status: Option<&str>) -> usize {
+    48 + jid.len() + status.map_or(0, str::len)
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub credentials: Credentials,
@@ -77,6 +92,19 @@ impl User {
             roster_ver: 0,
             pending_in: BTreeMap::new(),
         }
+    }
+
+    /// What the account's roster and pending requests hold in memory, roughly.
+    pub fn roster_footprint(&self) -> usize {
+        self.roster
+            .iter()
+            .map(|(j, i)| i.footprint(j))
+            .sum::<usize>()
+            + self
+                .pending_in
+                .iter()
+                .map(|(j, s)| pending_footprint(j, s.as_deref()))
+                .sum::<usize>()
     }
 }
 

@@ -6,9 +6,11 @@
 //! Each constant says why it has its value, so a board profile can change it knowingly.
 
 /// Compiled capacity of the connection table (every TCP connection, authenticated or not).
-/// A household has tens of devices; 256 leaves room for a small office while keeping the
-/// worst case (see README "Limits") inside a 64 MiB router's budget.
+/// A household has tens of devices; 256 leaves room for a small office. The default in
+/// force is lower so that the worst case ([`Limits::worst_case_bytes`]) fits a router with
+/// 128 MiB; a Pi can raise it, a 64 MiB router lowers it (board/openwrt).
 pub const CAP_CONNECTIONS: usize = 256;
+pub const DEFAULT_CONNECTIONS: usize = 128;
 
 /// Compiled capacity of the table of accounts with at least one bound resource.
 /// Power of two because `heapless` index maps require it.
@@ -18,8 +20,22 @@ pub const CAP_ONLINE_ACCOUNTS: usize = 256;
 /// rarely exceed four; eight leaves room without letting one account eat the table.
 pub const CAP_RESOURCES_PER_ACCOUNT: usize = 8;
 
-/// Accounts the store holds. The roster of every account lives in memory.
+/// Accounts the store holds. The roster of every account lives in memory, so the number of
+/// accounts times the roster byte bound is part of the worst case.
 pub const CAP_ACCOUNTS: usize = 1000;
+pub const DEFAULT_ACCOUNTS: usize = 100;
+
+/// Bytes of roster (items and pending requests, counted as stored) per account. 64 KiB is
+/// about 400 contacts with names and groups.
+pub const CAP_ROSTER_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_ROSTER_BYTES: usize = 64 * 1024;
+
+/// Status text kept with a pending subscription request (shown again at the next login).
+pub const MAX_PENDING_STATUS_BYTES: usize = 256;
+
+/// Directed presence recipients remembered per session (RFC 6121 §4.6.3), bounded so a
+/// client cannot grow its session by sending presence to many addresses.
+pub const CAP_DIRECTED_PRESENCE: usize = 16;
 
 /// Roster items per account. Prosody and ejabberd default to no limit; a LAN server with a
 /// bounded memory budget needs one. 500 covers a user who also federates later.
@@ -58,7 +74,7 @@ pub const DEFAULT_XML_ATTRIBUTES: usize = 32;
 /// maximum-size stanza plus its envelope; overflow closes that connection only
 /// (ejabberd's `max_fsm_queue` idea, counted in bytes).
 pub const CAP_OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
-pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 160 * 1024;
+pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 128 * 1024;
 
 /// Connections from one IP address. A LAN device needs one or two; the cap stops one
 /// misbehaving host from taking the whole table.
@@ -96,6 +112,17 @@ pub const AUTH_FAILURE_WINDOW_SECS: u64 = 600;
 pub const AUTH_FREE_FAILURES: u32 = 5;
 pub const AUTH_MAX_DELAY_MS: u64 = 30_000;
 pub const CAP_THROTTLE_ENTRIES: usize = 256;
+
+/// Terms of the worst-case memory formula that no limit sets: rustls buffers at most
+/// 64 KiB of outgoing records (`sendable_tls`) plus its deframer (up to 64 KiB while a
+/// handshake message is reassembled); the connection's own structures, its task's future
+/// and read buffer; per account, credentials and map entries; and the process itself
+/// (code, runtime, tables, allocator slack), from the idle RSS measured in
+/// `tests/memory.rs` with margin.
+pub const TLS_BYTES_PER_CONNECTION: usize = 128 * 1024;
+pub const FIXED_BYTES_PER_CONNECTION: usize = 12 * 1024;
+pub const BYTES_PER_ACCOUNT: usize = 512;
+pub const FIXED_PROCESS_BYTES: usize = 8 * 1024 * 1024;
 
 /// Bytes read from a socket in one go, and so the granularity of input buffering.
 pub const READ_CHUNK_BYTES: usize = 4096;
@@ -142,6 +169,7 @@ pub struct Limits {
     pub max_resources_per_account: usize,
     pub max_accounts: usize,
     pub max_roster_items: usize,
+    pub max_roster_bytes: usize,
     pub max_pending_subscriptions: usize,
     pub max_stanza_bytes: usize,
     pub max_stanza_bytes_preauth: usize,
@@ -160,10 +188,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: CAP_CONNECTIONS,
+            max_connections: DEFAULT_CONNECTIONS,
             max_resources_per_account: CAP_RESOURCES_PER_ACCOUNT,
-            max_accounts: CAP_ACCOUNTS,
+            max_accounts: DEFAULT_ACCOUNTS,
             max_roster_items: CAP_ROSTER_ITEMS,
+            max_roster_bytes: DEFAULT_ROSTER_BYTES,
             max_pending_subscriptions: CAP_PENDING_SUBSCRIPTIONS,
             max_stanza_bytes: DEFAULT_STANZA_BYTES,
             max_stanza_bytes_preauth: DEFAULT_STANZA_BYTES_PREAUTH,
@@ -249,6 +278,14 @@ pub const LIMIT_SPECS: &[LimitSpec] = &[
         1,
         CAP_ROSTER_ITEMS,
         "Contacts in one account's roster."
+    ),
+    limit_spec!(
+        "max_roster_bytes",
+        max_roster_bytes,
+        usize,
+        4096,
+        CAP_ROSTER_BYTES,
+        "Bytes of roster (contacts and pending requests) one account may keep in memory."
     ),
     limit_spec!(
         "max_pending_subscriptions",
@@ -349,6 +386,34 @@ pub const LIMIT_SPECS: &[LimitSpec] = &[
 ];
 
 impl Limits {
+    /// The most memory one connection can hold, in bytes: its framer buffer (one stanza
+    /// plus one read), its outbound queue (queued and in flight), TLS, the last presence
+    /// it sent (kept for probes), its directed-presence list, and its structures.
+    pub fn per_connection_bytes(&self) -> usize {
+        (self.max_stanza_bytes + READ_CHUNK_BYTES)
+            + self.max_outbound_queue_bytes
+            + TLS_BYTES_PER_CONNECTION
+            + self.max_stanza_bytes
+            + CAP_DIRECTED_PRESENCE * 3 * JID_PART_MAX_BYTES
+            + FIXED_BYTES_PER_CONNECTION
+    }
+
+    /// The most memory one account's stored state can hold: its roster bound, twice
+    /// (compaction copies the state while it writes the snapshot).
+    pub fn per_account_bytes(&self) -> usize {
+        2 * (self.max_roster_bytes + BYTES_PER_ACCOUNT)
+    }
+
+    /// Worst-case memory of the whole server (README "Memory"):
+    /// connections × per connection + accounts × per account + the stanza being
+    /// processed (raw text and its tree) + the process itself.
+    pub fn worst_case_bytes(&self) -> usize {
+        self.max_connections * self.per_connection_bytes()
+            + self.max_accounts * self.per_account_bytes()
+            + 3 * self.max_stanza_bytes
+            + FIXED_PROCESS_BYTES
+    }
+
     /// Problems with these limits, as (key, message) pairs; empty when all are in range.
     pub fn check(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();

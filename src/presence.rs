@@ -476,7 +476,8 @@ impl Core {
             // Keep the request's status text, shown again at the contact's next login.
             let status = original
                 .and_then(|r| Element::parse(r, NS_CLIENT).ok())
-                .and_then(|e| e.child("status", NS_CLIENT).map(|s| s.text()));
+                .and_then(|e| e.child("status", NS_CLIENT).map(|s| s.text()))
+                .map(|s| truncate_utf8(s, crate::limits::MAX_PENDING_STATUS_BYTES));
             let kept = self
                 .db
                 .user(contact_local)
@@ -530,4 +531,16 @@ impl Core {
             self.send_unavailable_to_contact(contact, user_bare);
         }
     }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate_utf8(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
 }

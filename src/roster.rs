@@ -283,19 +283,25 @@ fn roster_set(core: &mut Core, req: &IqRequest) -> IqReply {
         return IqReply::Error(StanzaError::new(StanzaCondition::InternalServerError));
     };
     let existing = u.roster.get(contact.as_str()).cloned();
-    if existing.is_none() && u.roster.len() >= core.cfg.limits.max_roster_items {
+    // §2.1.2.5: subscription and ask from the client are ignored; they are server state.
+    let new_item = RosterItem {
+        name,
+        groups,
+        ..existing.clone().unwrap_or_default()
+    };
+    let old_bytes = existing
+        .as_ref()
+        .map_or(0, |e| e.footprint(contact.as_str()));
+    let grows = new_item
+        .footprint(contact.as_str())
+        .saturating_sub(old_bytes);
+    if !core.roster_has_room(&user, grows, existing.is_none()) {
         return IqReply::Error(
             StanzaError::new(StanzaCondition::NotAllowed)
                 .with_type(ErrorType::Cancel)
                 .with_text("roster is full"),
         );
     }
-    // §2.1.2.5: subscription and ask from the client are ignored; they are server state.
-    let new_item = RosterItem {
-        name,
-        groups,
-        ..existing.unwrap_or_default()
-    };
     core.roster_store_item(&user, contact.as_str(), Some(new_item));
     IqReply::Result(None)
 }
@@ -342,6 +348,16 @@ fn roster_remove(core: &mut Core, req: &IqRequest, user: &str, contact: &Jid) ->
 }
 
 impl Core {
+    /// Whether `user`'s roster can grow by `extra_bytes` (and by one item when `new_item`)
+    /// within `max_roster_items` and `max_roster_bytes`.
+    pub(crate) fn roster_has_room(&self, user: &str, extra_bytes: usize, new_item: bool) -> bool {
+        let l = &self.cfg.limits;
+        self.db.user(user).is_some_and(|u| {
+            (!new_item || u.roster.len() < l.max_roster_items)
+                && u.roster_footprint() + extra_bytes <= l.max_roster_bytes
+        })
+    }
+
     /// The subscription state of `user`'s relation to `contact` (bare JIDs).
     pub(crate) fn sub_state(&self, user: &str, contact: &str) -> SubState {
         let Some(u) = self.db.user(user) else {
@@ -422,7 +438,8 @@ impl Core {
         let pending_full = self
             .db
             .user(user)
-            .is_some_and(|u| u.pending_in.len() >= self.cfg.limits.max_pending_subscriptions);
+            .is_some_and(|u| u.pending_in.len() >= self.cfg.limits.max_pending_subscriptions)
+            || !self.roster_has_room(user, crate::db::pending_footprint(contact, None), false);
         if new.pending_in && !old.pending_in && pending_full {
             // A stranger must not fill the store with requests: past the bound a request
             // is still shown to online resources but not kept for later.
@@ -452,10 +469,7 @@ impl Core {
             .user(user)
             .and_then(|u| u.roster.get(contact).cloned());
         if existing.is_none()
-            && self
-                .db
-                .user(user)
-                .is_some_and(|u| u.roster.len() >= self.cfg.limits.max_roster_items)
+            && !self.roster_has_room(user, RosterItem::default().footprint(contact), true)
         {
             log::warn!("roster of {user} is full; subscription state with {contact} not stored");
             return;

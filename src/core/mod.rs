@@ -42,9 +42,7 @@ pub struct CoreConfig {
     pub server_secret: Vec<u8>,
 }
 
-/// Directed presence recipients remembered per session (RFC 6121 §4.6.3), bounded so a
-/// client cannot grow the session by sending presence to many addresses.
-pub const CAP_DIRECTED_PRESENCE: usize = 32;
+pub use crate::limits::CAP_DIRECTED_PRESENCE;
 
 /// A bound resource.
 pub struct Session {

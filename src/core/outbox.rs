@@ -41,6 +41,9 @@ pub struct Outbox {
     held_bytes: usize,
     /// Pushes since the shell last took the ready bytes, plus held entries.
     stanzas: usize,
+    /// Bytes the shell took last and may still be writing: they count against the bound
+    /// until the next take (the shell takes again only after its write finished).
+    in_flight: usize,
     /// Set once: nothing may be queued after it.
     after: Option<Action>,
     /// The shell has been told there is something to do and has not collected it yet.
@@ -67,7 +70,7 @@ impl Outbox {
             None => {
                 let before = self.buf.len();
                 write(&mut self.buf);
-                if self.buf.len() + self.held_bytes > bounds.bytes {
+                if self.in_flight + self.buf.len() + self.held_bytes > bounds.bytes {
                     self.buf.truncate(before);
                     return Err(Overflow);
                 }
@@ -75,7 +78,7 @@ impl Outbox {
             Some(seq) => {
                 let mut v = Vec::new();
                 write(&mut v);
-                if self.buf.len() + self.held_bytes + v.len() > bounds.bytes {
+                if self.in_flight + self.buf.len() + self.held_bytes + v.len() > bounds.bytes {
                     return Err(Overflow);
                 }
                 self.held_bytes += v.len();
@@ -157,6 +160,7 @@ impl Outbox {
     pub fn take(&mut self, into: &mut Vec<u8>) -> Option<Action> {
         into.clear();
         std::mem::swap(into, &mut self.buf);
+        self.in_flight = into.len();
         self.signalled = false;
         self.stanzas = self.held.len();
         if self.held.is_empty() {
@@ -171,7 +175,7 @@ impl Outbox {
     }
 
     pub fn queued_bytes(&self) -> usize {
-        self.buf.len() + self.held_bytes
+        self.in_flight + self.buf.len() + self.held_bytes
     }
 }
 

@@ -761,6 +761,39 @@ impl RawClient {
             .unwrap_or_else(|e| panic!("sending {xml:?}: {e}\ntranscript:{}", self.transcript));
     }
 
+    /// Sends raw bytes (for input that is not valid UTF-8).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.transcript
+            .push_str(&format!("\nC: {}", String::from_utf8_lossy(bytes)));
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("sending bytes: {e}\ntranscript:{}", self.transcript));
+    }
+
+    /// Sends without panicking (the server may already have closed the connection).
+    pub fn try_send(&mut self, text: &str) -> std::io::Result<()> {
+        self.stream.write_all(text.as_bytes())
+    }
+
+    /// Opens a stream, logs in with SASL PLAIN (the server must allow it without TLS)
+    /// and binds `resource`.
+    pub fn login(&mut self, user: &str, password: &str, resource: &str) {
+        self.open_stream(DOMAIN);
+        self.recv_until("</stream:features>", DEFAULT_RECV_TIMEOUT);
+        let auth = plain_auth(user, password);
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
+        ));
+        self.recv_until("<success", DEFAULT_RECV_TIMEOUT);
+        self.open_stream(DOMAIN);
+        self.recv_until("</stream:features>", DEFAULT_RECV_TIMEOUT);
+        self.send(&format!(
+            "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>{resource}</resource></bind></iq>"
+        ));
+        self.recv_until("</iq>", DEFAULT_RECV_TIMEOUT);
+    }
+
     /// The stream header a client opens with (RFC 6120 §4.7).
     pub fn open_stream(&mut self, domain: &str) {
         self.send(&format!(
@@ -871,4 +904,34 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         return Some(0);
     }
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// base64 of `\0user\0password` (SASL PLAIN), without a base64 dependency.
+pub fn plain_auth(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let data = format!("\0{user}\0{password}").into_bytes();
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Resident memory of a process in KiB (VmRSS from /proc).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
