@@ -338,7 +338,7 @@ fn user(cmd: UserCommand) -> i32 {
             Change::Passwd(creds)
         }
     };
-    match apply_change(&cfg.data_dir, &name, change) {
+    match apply_change(&cfg.data_dir, &name, change, cfg.limits.max_accounts) {
         Ok(()) => {
             println!(
                 "{} {full}",
@@ -355,12 +355,22 @@ fn user(cmd: UserCommand) -> i32 {
 
 /// Applies an account change directly when no server is running (we get the store's
 /// lock), or through the running server's control socket (it holds the lock).
-fn apply_change(data_dir: &Path, name: &str, change: Change) -> Result<(), String> {
+fn apply_change(
+    data_dir: &Path,
+    name: &str,
+    change: Change,
+    max_accounts: usize,
+) -> Result<(), String> {
     match open_store(data_dir)? {
         Some((mut store, db)) => {
             let exists = db.user(name).is_some();
             let record = match change {
                 Change::Add(_) if exists => return Err("the account already exists".into()),
+                Change::Add(_) if db.users.len() >= max_accounts => {
+                    return Err(format!(
+                        "the server holds its maximum number of accounts ({max_accounts}, limits.max_accounts)"
+                    ));
+                }
                 Change::Passwd(_) | Change::Del if !exists => return Err("no such account".into()),
                 Change::Add(c) | Change::Passwd(c) => Record::UserSet {
                     user: name.to_string(),

@@ -244,6 +244,15 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
         report.snapshot_records,
         report.log_records
     );
+    if db.users.len() > cfg.limits.max_accounts {
+        // Never drop stored accounts; new ones are refused until the count is under the
+        // limit again.
+        log::warn!(
+            "the store holds {} accounts, more than limits.max_accounts ({}); no new account can be added",
+            db.users.len(),
+            cfg.limits.max_accounts
+        );
+    }
     let secret = files::load_or_create_secret(&cfg.data_dir)
         .map_err(|e| ServeError::DataDir(cfg.data_dir.clone(), e))?;
     let tls = tls::setup(
