@@ -18,6 +18,8 @@
 //! `unwrap`/`expect` there (tests are exempt).
 
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod archive;
 pub mod c2s;
 pub mod cli;
 pub mod config;

@@ -3,6 +3,7 @@
 //! The core never calls this; the shell batches the records the core emits, appends them
 //! with one fsync (group commit), then tells the core which changes are durable. STUB.
 
+pub mod archive;
 pub mod codec;
 pub mod file;
 pub mod memory;
