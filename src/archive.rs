@@ -41,9 +41,14 @@ pub struct ArchivedMessage {
 pub enum ArchiveRecord {
     Message(ArchivedMessage),
     /// Offline messages of `account` with `id <= up_to` were delivered.
-    OfflineDelivered { account: String, up_to: u64 },
+    OfflineDelivered {
+        account: String,
+        up_to: u64,
+    },
     /// The account was deleted: its messages are no longer visible.
-    AccountDeleted { account: String },
+    AccountDeleted {
+        account: String,
+    },
 }
 
 /// A MAM query (XEP-0313 §4) after the core has validated it. Timestamps in Unix ms.

@@ -72,6 +72,42 @@ pub fn pending_footprint(jid: &str, status: Option<&str>) -> usize {
     48 + jid.len() + status.map_or(0, str::len)
 }
 
+/// XEP-0313 §6 archiving preferences: which conversations go into the archive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MamPrefs {
+    pub default: MamDefault,
+    /// Bare JIDs always / never archived, whatever the default.
+    pub always: Vec<String>,
+    pub never: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MamDefault {
+    #[default]
+    Always,
+    Never,
+    /// Only contacts in the roster.
+    Roster,
+}
+
+impl MamDefault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MamDefault::Always => "always",
+            MamDefault::Never => "never",
+            MamDefault::Roster => "roster",
+        }
+    }
+    pub fn parse(s: &str) -> Option<MamDefault> {
+        match s {
+            "always" => Some(MamDefault::Always),
+            "never" => Some(MamDefault::Never),
+            "roster" => Some(MamDefault::Roster),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub credentials: Credentials,
@@ -82,6 +118,7 @@ pub struct User {
     /// Inbound subscription requests not yet answered ("Pending In"), keyed by the
     /// requester's bare JID, with the optional `<status/>` text of the request.
     pub pending_in: BTreeMap<String, Option<String>>,
+    pub mam: MamPrefs,
 }
 
 impl User {
@@ -91,6 +128,7 @@ impl User {
             roster: BTreeMap::new(),
             roster_ver: 0,
             pending_in: BTreeMap::new(),
+            mam: MamPrefs::default(),
         }
     }
 
@@ -139,6 +177,10 @@ pub enum Record {
         user: String,
         jid: String,
     },
+    MamPrefs {
+        user: String,
+        prefs: MamPrefs,
+    },
 }
 
 impl Record {
@@ -150,7 +192,8 @@ impl Record {
             | Record::RosterSet { user, .. }
             | Record::RosterDelete { user, .. }
             | Record::PendingInSet { user, .. }
-            | Record::PendingInDelete { user, .. } => user,
+            | Record::PendingInDelete { user, .. }
+            | Record::MamPrefs { user, .. } => user,
         }
     }
 }
@@ -203,6 +246,11 @@ impl Db {
                     u.pending_in.remove(jid);
                 }
             }
+            Record::MamPrefs { user, prefs } => {
+                if let Some(u) = self.users.get_mut(user) {
+                    u.mam = prefs.clone();
+                }
+            }
         }
     }
 
@@ -230,6 +278,12 @@ impl Db {
                     user: name.clone(),
                     jid: jid.clone(),
                     status: status.clone(),
+                });
+            }
+            if u.mam != MamPrefs::default() {
+                out.push(Record::MamPrefs {
+                    user: name.clone(),
+                    prefs: u.mam.clone(),
                 });
             }
         }

@@ -18,13 +18,15 @@
 //! `unwrap`/`expect` there (tests are exempt).
 
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
-#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod archive;
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod c2s;
 pub mod cli;
 pub mod config;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod core;
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod datetime;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod db;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -34,6 +36,8 @@ pub mod jid;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod limits;
 pub mod logging;
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod message;
 pub mod net;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod presence;

@@ -113,6 +113,34 @@ pub const AUTH_FREE_FAILURES: u32 = 5;
 pub const AUTH_MAX_DELAY_MS: u64 = 30_000;
 pub const CAP_THROTTLE_ENTRIES: usize = 256;
 
+/// XEP-0198 resumption: a dropped session keeps its slot and its unacknowledged stanzas
+/// (inside the connection bound) for this long. The XEP leaves the time to the server;
+/// ten minutes covers a phone walking out of Wi-Fi range and back; a client may ask for
+/// up to the maximum (Monal asks for an hour).
+pub const DEFAULT_SM_RESUME_SECS: u32 = 600;
+pub const DEFAULT_SM_MAX_RESUME_SECS: u32 = 3600;
+pub const CAP_SM_RESUME_SECS: u32 = 86_400;
+
+/// Offline messages per account (XEP-0160), kept in memory as well as in the archive so
+/// delivery at login needs no disk read. Count and bytes, so neither many small nor a
+/// few huge messages can grow it.
+pub const DEFAULT_OFFLINE_MESSAGES: usize = 100;
+pub const CAP_OFFLINE_MESSAGES: usize = 10_000;
+pub const DEFAULT_OFFLINE_BYTES: usize = 128 * 1024;
+pub const CAP_OFFLINE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The message archive (MAM and offline messages) on disk: per-account message count,
+/// age, total size and segment size. A year of a household's chats is a few MiB; 64 MiB
+/// fits a USB stick or a Pi's SD card, and an OpenWrt board config lowers it for flash.
+pub const DEFAULT_ARCHIVE_MESSAGES: u32 = 10_000;
+pub const CAP_ARCHIVE_MESSAGES: u32 = 1_000_000;
+pub const DEFAULT_ARCHIVE_AGE_DAYS: u32 = 365;
+pub const CAP_ARCHIVE_AGE_DAYS: u32 = 36_500;
+pub const DEFAULT_ARCHIVE_MIB: u32 = 64;
+pub const CAP_ARCHIVE_MIB: u32 = 65_536;
+pub const DEFAULT_ARCHIVE_SEGMENT_KIB: u32 = 1024;
+pub const CAP_ARCHIVE_SEGMENT_KIB: u32 = 65_536;
+
 /// Terms of the worst-case memory formula that no limit sets: rustls buffers at most
 /// 64 KiB of outgoing records (`sendable_tls`) plus its deframer (up to 64 KiB while a
 /// handshake message is reassembled); the connection's own structures, its task's future
@@ -183,6 +211,10 @@ pub struct Limits {
     pub inbound_bytes_per_sec: usize,
     pub inbound_burst_bytes: usize,
     pub idle_secs: u32,
+    pub sm_resume_secs: u32,
+    pub sm_max_resume_secs: u32,
+    pub max_offline_messages: usize,
+    pub max_offline_bytes: usize,
 }
 
 impl Default for Limits {
@@ -206,6 +238,10 @@ impl Default for Limits {
             inbound_bytes_per_sec: DEFAULT_INBOUND_BYTES_PER_SEC,
             inbound_burst_bytes: DEFAULT_INBOUND_BURST_BYTES,
             idle_secs: DEFAULT_IDLE_SECS,
+            sm_resume_secs: DEFAULT_SM_RESUME_SECS,
+            sm_max_resume_secs: DEFAULT_SM_MAX_RESUME_SECS,
+            max_offline_messages: DEFAULT_OFFLINE_MESSAGES,
+            max_offline_bytes: DEFAULT_OFFLINE_BYTES,
         }
     }
 }
@@ -383,6 +419,38 @@ pub const LIMIT_SPECS: &[LimitSpec] = &[
         CAP_IDLE_SECS,
         "Seconds without traffic after which a session is pinged; no answer within a minute closes it."
     ),
+    limit_spec!(
+        "sm_resume_secs",
+        sm_resume_secs,
+        u32,
+        10,
+        CAP_SM_RESUME_SECS,
+        "Seconds a dropped session waits for stream-management resumption when the client names no time."
+    ),
+    limit_spec!(
+        "sm_max_resume_secs",
+        sm_max_resume_secs,
+        u32,
+        10,
+        CAP_SM_RESUME_SECS,
+        "Longest resumption time granted when a client asks for one (Monal asks for an hour)."
+    ),
+    limit_spec!(
+        "max_offline_messages",
+        max_offline_messages,
+        usize,
+        1,
+        CAP_OFFLINE_MESSAGES,
+        "Messages kept for one account while it is offline; past it senders get service-unavailable."
+    ),
+    limit_spec!(
+        "max_offline_bytes",
+        max_offline_bytes,
+        usize,
+        4096,
+        CAP_OFFLINE_BYTES,
+        "Bytes of messages kept for one account while it is offline."
+    ),
 ];
 
 impl Limits {
@@ -391,7 +459,8 @@ impl Limits {
     /// it sent (kept for probes), its directed-presence list, and its structures.
     pub fn per_connection_bytes(&self) -> usize {
         (self.max_stanza_bytes + READ_CHUNK_BYTES)
-            + self.max_outbound_queue_bytes
+            // queued output, and the XEP-0198 copies of unacknowledged stanzas
+            + 2 * self.max_outbound_queue_bytes
             + TLS_BYTES_PER_CONNECTION
             + self.max_stanza_bytes
             + CAP_DIRECTED_PRESENCE * 3 * JID_PART_MAX_BYTES
@@ -401,7 +470,7 @@ impl Limits {
     /// The most memory one account's stored state can hold: its roster bound, twice
     /// (compaction copies the state while it writes the snapshot).
     pub fn per_account_bytes(&self) -> usize {
-        2 * (self.max_roster_bytes + BYTES_PER_ACCOUNT)
+        2 * (self.max_roster_bytes + BYTES_PER_ACCOUNT) + self.max_offline_bytes
     }
 
     /// Worst-case memory of the whole server (README "Memory"):

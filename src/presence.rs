@@ -11,6 +11,7 @@ use crate::jid::Jid;
 use crate::roster::{self, SubState};
 use crate::router::{AccountId, ConnId};
 use crate::stanza::{self, Kind, PresenceType};
+use crate::xep::xep0352_csi::Urgency;
 use crate::xml::{Element, NS_CLIENT, RawElement};
 
 /// Where subscription stanzas come from: a client's own stanza (forwarded with its
@@ -208,6 +209,16 @@ impl Core {
                 )
             });
         }
+        // XEP-0160: stored messages go to the first resource that becomes available with
+        // a non-negative priority (negative means "do not send me messages").
+        let priority = self
+            .conns
+            .get(id)
+            .and_then(|c| c.session.as_ref())
+            .map_or(0, |s| s.priority);
+        if priority >= 0 {
+            self.offline_deliver(id, user);
+        }
     }
 
     /// Sends the last presence of the session `source` to `target_conn`.
@@ -313,7 +324,7 @@ impl Core {
         }
         for (c, to) in targets {
             if c != id {
-                self.send(c, |out| {
+                self.send_with_urgency(c, Urgency::Presence(from.clone()), |out| {
                     stanza::write_presence(out, PresenceType::Unavailable, &from, &to, None)
                 });
             }

@@ -208,6 +208,18 @@ impl OnlineTable {
         }
     }
 
+    /// A session moved to another connection (XEP-0198 resumption): same place in the
+    /// bind order.
+    pub fn replace(&mut self, account: AccountId, old: ConnId, new: ConnId) {
+        if let Some(list) = self.map.get_mut(&account) {
+            for c in list.iter_mut() {
+                if *c == old {
+                    *c = new;
+                }
+            }
+        }
+    }
+
     pub fn online_accounts(&self) -> usize {
         self.map.len()
     }

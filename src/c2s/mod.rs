@@ -22,6 +22,8 @@ pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_STREAMS_ERR: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+use crate::xep::xep0198_sm::NS_SM;
+use crate::xep::xep0352_csi::NS_CSI;
 /// XEP-0440: which channel-binding types the server supports.
 pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 
@@ -139,7 +141,7 @@ impl Core {
             Frame::Close => {
                 // RFC 6120 §4.4: answer the closing tag with ours, then close.
                 self.end_session(id);
-                self.send(id, |out| out.extend_from_slice(b"</stream:stream>"));
+                self.send_nonza(id, |out| out.extend_from_slice(b"</stream:stream>"));
                 self.finish(id, Action::Close);
             }
             Frame::Element(raw) => {
@@ -163,7 +165,7 @@ impl Core {
             .and_then(|f| Jid::parse(f).ok())
             .map(|j| j.to_string());
         let domain = self.cfg.domain.clone();
-        self.send(id, |out| {
+        self.send_nonza(id, |out| {
             write_stream_header(out, &domain, &stream_id, echo_to.as_deref())
         });
         proto.header_sent = true;
@@ -239,7 +241,7 @@ impl Core {
         f.extend_from_slice(b"</max-bytes><idle-seconds>");
         f.extend_from_slice(self.cfg.limits.idle_secs.to_string().as_bytes());
         f.extend_from_slice(b"</idle-seconds></limits></stream:features>");
-        self.send(id, |out| out.extend_from_slice(&f));
+        self.send_nonza(id, |out| out.extend_from_slice(&f));
     }
 
     /// Sends a stream error and closes (RFC 6120 §4.9.1.1: a header first if none was sent).
@@ -255,13 +257,13 @@ impl Core {
             self.rng.fill(&mut sid);
             let stream_id = hex(&sid);
             let domain = self.cfg.domain.clone();
-            self.send(id, |out| {
+            self.send_nonza(id, |out| {
                 write_stream_header(out, &domain, &stream_id, None)
             });
             proto.header_sent = true;
         }
         log::debug!("[{id}] stream error {}", cond.element_name());
-        self.send(id, |out| write_stream_error(out, cond, text));
+        self.send_nonza(id, |out| write_stream_error(out, cond, text));
         self.finish(id, Action::Close);
         self.end_session(id);
     }
@@ -277,7 +279,34 @@ impl Core {
                 proto.sasl = None;
                 self.sasl_failed(id, proto, SaslFailure::Aborted);
             }
-            (Stage::Bound, _, _) if Kind::of(name, ns).is_some() => self.route_from_client(id, raw),
+            (Stage::Bound, _, _) if Kind::of(name, ns).is_some() => {
+                self.route_from_client(id, raw);
+                // XEP-0198: the stanza is handled (counted after routing, so that an
+                // `<a/>` covering it is sent after what it caused).
+                self.sm_count_inbound(id);
+            }
+            (Stage::Bound, NS_SM, "enable") => self.sm_enable(id, &raw),
+            (Stage::Bound, NS_SM, "r") => {
+                // The answer covers stanzas whose effects may still be on their way to
+                // disk: it waits for them (an acknowledged stanza survives a power cut).
+                self.hold_for_all();
+                self.sm_request(id);
+            }
+            (Stage::Bound, NS_SM, "a") => self.sm_answer(id, proto, &raw),
+            (Stage::Authenticated, NS_SM, "resume") => {
+                self.hold_for_all();
+                self.sm_resume(id, proto, &raw);
+            }
+            (Stage::Authenticated, NS_SM, _) => {
+                // XEP-0198 §3: enabling before binding is an unexpected request.
+                self.send_nonza(id, |out| {
+                    out.extend_from_slice(
+                        b"<failed xmlns='urn:xmpp:sm:3'><unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
+                    )
+                });
+            }
+            (Stage::Bound, NS_CSI, "active") => self.csi_set(id, false),
+            (Stage::Bound, NS_CSI, "inactive") => self.csi_set(id, true),
             (Stage::Authenticated, _, "iq") if ns == NS_CLIENT => {
                 self.c2s_pre_bind_iq(id, proto, &raw)
             }
@@ -292,7 +321,7 @@ impl Core {
     fn c2s_starttls(&mut self, id: ConnId, proto: &mut C2s) {
         if proto.tls || proto.sasl.is_some() {
             // §5.4.2.2: STARTTLS not offered now: failure, then close.
-            self.send(id, |out| {
+            self.send_nonza(id, |out| {
                 out.extend_from_slice(
                     b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>",
                 )
@@ -300,7 +329,7 @@ impl Core {
             self.finish(id, Action::Close);
             return;
         }
-        self.send(id, |out| {
+        self.send_nonza(id, |out| {
             out.extend_from_slice(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
         });
         self.finish(id, Action::StartTls);
@@ -406,7 +435,7 @@ impl Core {
         match step {
             Step::Challenge(data) => {
                 let b64 = BASE64.encode(&data);
-                self.send(id, |out| {
+                self.send_nonza(id, |out| {
                     out.extend_from_slice(b"<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
                     out.extend_from_slice(b64.as_bytes());
                     out.extend_from_slice(b"</challenge>");
@@ -434,7 +463,7 @@ impl Core {
                 self.throttle_login_answer(id, proto);
                 self.throttle.succeeded(&username);
                 let b64 = additional.map(|a| BASE64.encode(a)).unwrap_or_default();
-                self.send(id, |out| {
+                self.send_nonza(id, |out| {
                     out.extend_from_slice(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>");
                     out.extend_from_slice(b64.as_bytes());
                     out.extend_from_slice(b"</success>");
@@ -482,7 +511,7 @@ impl Core {
                 }
             }
         }
-        self.send(id, |out| {
+        self.send_nonza(id, |out| {
             out.extend_from_slice(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><");
             out.extend_from_slice(failure.element_name().as_bytes());
             out.extend_from_slice(b"/></failure>");
@@ -536,7 +565,7 @@ impl Core {
         match self.bind_resource(id, requested.as_deref()) {
             Ok(full) => {
                 proto.stage = Stage::Bound;
-                self.send(id, |out| {
+                self.send_nonza(id, |out| {
                     out.extend_from_slice(b"<iq type='result' id='");
                     escape_attr(out, &iq_id);
                     out.extend_from_slice(
@@ -552,7 +581,7 @@ impl Core {
 
     /// An error reply to an iq of the connection itself, before it has a full JID.
     fn iq_error_raw(&mut self, id: ConnId, iq_id: Option<&str>, err: StanzaError) {
-        self.send(id, |out| {
+        self.send_nonza(id, |out| {
             out.extend_from_slice(b"<iq type='error'");
             if let Some(i) = iq_id {
                 out.extend_from_slice(b" id='");

@@ -10,7 +10,9 @@ use std::path::{Component, Path, PathBuf};
 use super::Config;
 use super::syntax::{Value, quote};
 use crate::limits::{
-    CAP_FLUSH_DELAY_MS, DEFAULT_COMPACT_LOG_BYTES, DEFAULT_FLUSH_DELAY_MS,
+    CAP_ARCHIVE_AGE_DAYS, CAP_ARCHIVE_MESSAGES, CAP_ARCHIVE_MIB, CAP_ARCHIVE_SEGMENT_KIB,
+    CAP_FLUSH_DELAY_MS, DEFAULT_ARCHIVE_AGE_DAYS, DEFAULT_ARCHIVE_MESSAGES, DEFAULT_ARCHIVE_MIB,
+    DEFAULT_ARCHIVE_SEGMENT_KIB, DEFAULT_COMPACT_LOG_BYTES, DEFAULT_FLUSH_DELAY_MS,
     DEFAULT_SCRAM_ITERATIONS, LIMIT_SPECS, LimitSpec, Limits, MAX_SCRAM_ITERATIONS,
     MIN_SCRAM_ITERATIONS,
 };
@@ -296,6 +298,50 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Size in bytes past which the change log is folded into a new snapshot.",
         setter: Setter::Fn(set_compact_log_bytes),
     },
+    KeyDoc {
+        section: "storage",
+        key: "archive_max_messages",
+        kind: Kind::Integer {
+            min: 100,
+            max: CAP_ARCHIVE_MESSAGES as u64,
+        },
+        default: DefaultValue::Int(DEFAULT_ARCHIVE_MESSAGES as u64),
+        doc: "Messages kept in each account's archive (XEP-0313); the oldest go first.",
+        setter: Setter::Fn(set_archive_max_messages),
+    },
+    KeyDoc {
+        section: "storage",
+        key: "archive_max_age_days",
+        kind: Kind::Integer {
+            min: 0,
+            max: CAP_ARCHIVE_AGE_DAYS as u64,
+        },
+        default: DefaultValue::Int(DEFAULT_ARCHIVE_AGE_DAYS as u64),
+        doc: "Days a message stays in the archive; 0 keeps them until the other bounds.",
+        setter: Setter::Fn(set_archive_max_age_days),
+    },
+    KeyDoc {
+        section: "storage",
+        key: "archive_max_mib",
+        kind: Kind::Integer {
+            min: 1,
+            max: CAP_ARCHIVE_MIB as u64,
+        },
+        default: DefaultValue::Int(DEFAULT_ARCHIVE_MIB as u64),
+        doc: "MiB of disk the whole archive may use; the oldest segment goes first.",
+        setter: Setter::Fn(set_archive_max_mib),
+    },
+    KeyDoc {
+        section: "storage",
+        key: "archive_segment_kib",
+        kind: Kind::Integer {
+            min: 64,
+            max: CAP_ARCHIVE_SEGMENT_KIB as u64,
+        },
+        default: DefaultValue::Int(DEFAULT_ARCHIVE_SEGMENT_KIB as u64),
+        doc: "KiB per archive segment file (the unit in which space is reclaimed).",
+        setter: Setter::Fn(set_archive_segment_kib),
+    },
 ];
 
 /// Every key the config file knows: [`KEYS`], then one `[limits]` key per entry of
@@ -528,6 +574,38 @@ fn set_allow_plain_unencrypted(
 
 fn set_flush_delay_ms(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
     config.storage.flush_delay_ms = one(integer_u32(value, 0, CAP_FLUSH_DELAY_MS))?;
+    Ok(())
+}
+
+fn set_archive_max_messages(
+    config: &mut Config,
+    value: &Value,
+    _: &Context,
+) -> Result<(), Vec<Fault>> {
+    config.storage.archive_max_messages = one(integer_u32(value, 100, CAP_ARCHIVE_MESSAGES))?;
+    Ok(())
+}
+
+fn set_archive_max_age_days(
+    config: &mut Config,
+    value: &Value,
+    _: &Context,
+) -> Result<(), Vec<Fault>> {
+    config.storage.archive_max_age_days = one(integer_u32(value, 0, CAP_ARCHIVE_AGE_DAYS))?;
+    Ok(())
+}
+
+fn set_archive_max_mib(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    config.storage.archive_max_mib = one(integer_u32(value, 1, CAP_ARCHIVE_MIB))?;
+    Ok(())
+}
+
+fn set_archive_segment_kib(
+    config: &mut Config,
+    value: &Value,
+    _: &Context,
+) -> Result<(), Vec<Fault>> {
+    config.storage.archive_segment_kib = one(integer_u32(value, 64, CAP_ARCHIVE_SEGMENT_KIB))?;
     Ok(())
 }
 

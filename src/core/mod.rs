@@ -16,7 +16,7 @@ mod undo;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
-pub use outbox::{Action, Bounds, Outbox};
+pub use outbox::{Action, Bounds, Hold, Outbox};
 pub use throttle::AuthThrottle;
 
 use crate::c2s::{C2s, write_stream_error, write_stream_header};
@@ -57,6 +57,12 @@ pub struct Session {
     pub interested: bool,
     /// Entities that got directed available presence and must get unavailable at logout.
     pub directed: Vec<Jid>,
+    /// XEP-0198 state once the client enabled stream management.
+    pub sm: Option<Box<crate::xep::xep0198_sm::SmState>>,
+    /// XEP-0280: the resource receives carbon copies.
+    pub carbons: bool,
+    /// XEP-0352: whether the client is inactive, and what is held back meanwhile.
+    pub csi: crate::xep::xep0352_csi::CsiState,
 }
 
 impl Session {
@@ -69,6 +75,9 @@ impl Session {
             last_presence: None,
             interested: false,
             directed: Vec::new(),
+            sm: None,
+            carbons: false,
+            csi: Default::default(),
         }
     }
 }
@@ -90,6 +99,8 @@ pub(crate) struct Conn {
     pub(crate) probe_sent: Option<Millis>,
     /// Output withheld until then: the answer to a throttled login attempt.
     pub(crate) paused_until: Option<Millis>,
+    /// The TCP connection is gone; the session waits for XEP-0198 resumption until then.
+    pub(crate) hibernating_until: Option<Millis>,
     /// Prefixes the client declared on its stream header, copied into forwarded stanzas.
     pub(crate) extra_prefixes: Vec<(String, String)>,
 }
@@ -108,7 +119,9 @@ pub enum Refused {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Requester {
     pub conn: ConnId,
-    pub iq_id: String,
+    /// The request: an iq whose result was held, or a message that was to be stored.
+    pub kind: crate::stanza::Kind,
+    pub stanza_id: Option<String>,
     /// The requester's full JID (the error's `to`) and the request's `to` (its `from`).
     pub to: String,
     pub from: Option<String>,
@@ -117,8 +130,20 @@ pub(crate) struct Requester {
 /// A change applied in memory that the store has not yet confirmed.
 struct Uncommitted {
     seq: u64,
-    undo: Undo,
+    change: Change,
     requester: Option<Requester>,
+}
+
+/// What an uncommitted change did in memory, so it can be taken back.
+enum Change {
+    Db(Box<Undo>),
+    /// An offline message was queued for `account`.
+    OfflineQueued {
+        account: String,
+        id: u64,
+    },
+    /// Nothing to take back in memory (an archive-only write).
+    None,
 }
 
 /// Errors of the admin interface (CLI through the control socket).
@@ -152,12 +177,27 @@ pub struct Core {
     pub(crate) now: Millis,
     /// Records not yet handed to the store; record number `k` is the k-th ever made.
     pending_records: Vec<Record>,
+    /// Archive writes not yet handed to the store; they share the record numbering.
+    pending_archive: Vec<crate::archive::ArchiveRecord>,
+    pub(crate) next_archive_id: u64,
+    /// Offline messages per account, oldest first (the in-memory side of the archive).
+    pub(crate) offline: BTreeMap<String, crate::xep::xep0160_offline::OfflineQueue>,
+    /// MAM queries for the store, and who is waiting for each answer.
+    archive_requests: Vec<crate::archive::ArchiveRequest>,
+    pub(crate) pending_queries: BTreeMap<u64, crate::xep::xep0313_mam::PendingQuery>,
+    next_query_token: u64,
+    /// Wall-clock time (Unix ms), handed in by the shell: archive timestamps and delay
+    /// stamps. Never read from a clock here.
+    pub(crate) wall_ms: u64,
     next_seq: u64,
     committed_seq: u64,
     /// Set while handling one input whose changes were persisted: later output of that
     /// input waits for the record to be durable (acknowledge only what would survive a
     /// power cut).
     hold: Option<u64>,
+    /// Like `hold`, but the output only must not overtake the change (an SM `<a/>`
+    /// covering stanzas whose effects are on their way to disk).
+    wait: Option<u64>,
     held_conns: Vec<ConnId>,
     ready: Vec<ConnId>,
     /// Connections whose queue overflowed, torn down once the current input is done.
@@ -197,9 +237,17 @@ impl Core {
             rng,
             now: Millis(0),
             pending_records: Vec::new(),
+            pending_archive: Vec::new(),
+            next_archive_id: 1,
+            offline: BTreeMap::new(),
+            archive_requests: Vec::new(),
+            pending_queries: BTreeMap::new(),
+            next_query_token: 1,
+            wall_ms: 0,
             next_seq: 1,
             committed_seq: 0,
             hold: None,
+            wait: None,
             held_conns: Vec::new(),
             ready: Vec::new(),
             overflowed: Vec::new(),
@@ -295,6 +343,7 @@ impl Core {
                 last_input: now,
                 probe_sent: None,
                 paused_until: None,
+                hibernating_until: None,
                 extra_prefixes: Vec::new(),
             })
             .map_err(|_| Refused::Full)?;
@@ -331,6 +380,7 @@ impl Core {
         }
         while !self.conns.get(id).is_some_and(|c| c.out.is_finished()) {
             self.hold = None;
+            self.wait = None;
             match proto.framer.next_frame() {
                 Ok(Some(frame)) => self.c2s_frame(id, &mut proto, frame),
                 Ok(None) => break,
@@ -341,6 +391,7 @@ impl Core {
             }
         }
         self.hold = None;
+        self.wait = None;
         self.put_proto(id, proto);
         self.settle();
     }
@@ -368,21 +419,12 @@ impl Core {
     /// The connection is gone (peer closed, I/O error, or we closed it).
     pub fn handle_closed(&mut self, id: ConnId, now: Millis) {
         self.now = now;
-        self.end_session(id);
-        if let Some(conn) = self.conns.remove(id) {
-            let left = self
-                .per_ip
-                .get(&conn.ip)
-                .copied()
-                .unwrap_or(1)
-                .saturating_sub(1);
-            if left == 0 {
-                self.per_ip.remove(&conn.ip);
-            } else if let Some(n) = self.per_ip.get_mut(&conn.ip) {
-                *n = left;
-            }
+        if self.sm_should_hibernate(id) {
+            self.sm_hibernate(id);
+            return;
         }
-        self.held_conns.retain(|c| *c != id);
+        self.end_session(id);
+        self.free_slot(id);
         self.settle();
     }
 
@@ -419,9 +461,18 @@ impl Core {
         let mut dead = Vec::new();
         let mut to_probe = Vec::new();
         let mut unpaused = Vec::new();
+        let mut resumption_over = Vec::new();
         let mut next: Option<Millis> = None;
         let mut keep = |t: Millis| next = Some(next.map_or(t, |n: Millis| n.min(t)));
         for (id, conn) in self.conns.iter_mut() {
+            if let Some(until) = conn.hibernating_until {
+                if until <= now {
+                    resumption_over.push(id);
+                } else {
+                    keep(until);
+                }
+                continue;
+            }
             if conn.out.is_finished() {
                 continue;
             }
@@ -479,6 +530,9 @@ impl Core {
         for id in to_probe {
             self.send_idle_probe(id);
         }
+        for id in resumption_over {
+            self.sm_expire(id);
+        }
         self.settle();
     }
 
@@ -486,6 +540,17 @@ impl Core {
         let Some(full) = self.session_jid(id) else {
             return;
         };
+        // With stream management an ack request is the lighter probe (XEP-0198 §4).
+        let sm_on = self
+            .conns
+            .get(id)
+            .and_then(|c| c.session.as_ref())
+            .is_some_and(|s| s.sm.is_some());
+        if sm_on {
+            return self.send_nonza(id, |out| {
+                out.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>")
+            });
+        }
         self.ping_counter += 1;
         let n = self.ping_counter;
         let domain = self.cfg.domain.clone();
@@ -511,7 +576,7 @@ impl Core {
     /// Changes to make durable, in order; returns the number of the last one.
     pub fn take_records(&mut self, into: &mut Vec<Record>) -> Option<u64> {
         into.clear();
-        if self.pending_records.is_empty() {
+        if self.pending_records.is_empty() && self.pending_archive.is_empty() {
             return None;
         }
         std::mem::swap(into, &mut self.pending_records);
@@ -548,10 +613,16 @@ impl Core {
     pub fn records_failed(&mut self) -> u64 {
         let last = self.next_seq - 1;
         self.pending_records.clear();
+        self.pending_archive.clear();
         self.hold = None;
+        self.wait = None;
         let mut requesters: Vec<Requester> = Vec::new();
         while let Some(u) = self.uncommitted.pop_back() {
-            undo::apply_undo(&mut self.db, u.undo);
+            match u.change {
+                Change::Db(undo) => undo::apply_undo(&mut self.db, *undo),
+                Change::OfflineQueued { account, id } => self.offline_forget(&account, id),
+                Change::None => {}
+            }
             if let Some(r) = u.requester
                 && !requesters.contains(&r)
             {
@@ -571,8 +642,8 @@ impl Core {
             self.send(r.conn, |out| {
                 crate::stanza::write_error_reply(
                     out,
-                    crate::stanza::Kind::Iq,
-                    Some(&r.iq_id),
+                    r.kind,
+                    r.stanza_id.as_deref(),
                     &from,
                     &r.to,
                     &err,
@@ -606,7 +677,7 @@ impl Core {
     }
 
     pub fn has_pending_records(&self) -> bool {
-        !self.pending_records.is_empty()
+        !self.pending_records.is_empty() || !self.pending_archive.is_empty()
     }
 
     /// SIGTERM: every stream ends with `<system-shutdown/>` (RFC 6120 §4.9.3.17).
@@ -658,6 +729,7 @@ impl Core {
             self.next_account += 1;
         }
         self.hold = None;
+        self.wait = None;
         Ok(seq)
     }
 
@@ -675,7 +747,17 @@ impl Core {
         let seq = self.persist(Record::UserDelete {
             user: user.to_string(),
         });
+        // Its archive and offline messages go with it.
+        self.offline.remove(user);
+        self.archive_write(
+            crate::archive::ArchiveRecord::AccountDeleted {
+                account: user.to_string(),
+            },
+            None,
+            false,
+        );
         self.hold = None;
+        self.wait = None;
         self.settle();
         Ok(seq)
     }
@@ -692,11 +774,110 @@ impl Core {
         self.next_seq += 1;
         self.uncommitted.push_back(Uncommitted {
             seq,
-            undo,
+            change: Change::Db(Box::new(undo)),
             requester: self.requester.clone(),
         });
         self.hold = Some(seq);
         seq
+    }
+
+    /// Queues an archive write in the same numbering as records. `queued_offline` names
+    /// the offline message it adds in memory (undone if the write fails). Output after it
+    /// is held until it is durable only when `hold` (a message acknowledged to nobody
+    /// need not wait; an SM `<a/>` always waits, see [`Core::hold_for_all`]).
+    pub(crate) fn archive_write(
+        &mut self,
+        record: crate::archive::ArchiveRecord,
+        queued_offline: Option<(String, u64)>,
+        hold: bool,
+    ) -> u64 {
+        self.pending_archive.push(record);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let change = match queued_offline {
+            Some((account, id)) => Change::OfflineQueued { account, id },
+            None => Change::None,
+        };
+        self.uncommitted.push_back(Uncommitted {
+            seq,
+            change,
+            requester: self.requester.clone(),
+        });
+        if hold {
+            self.hold = Some(seq);
+        }
+        seq
+    }
+
+    /// Holds the output of the current input until everything stored so far is durable
+    /// (for acknowledgements that cover earlier stanzas: SM `<a/>`, `<resumed/>`).
+    pub(crate) fn hold_for_all(&mut self) {
+        let last = self.last_record_seq();
+        if last > self.committed_seq {
+            self.wait = Some(last);
+        }
+    }
+
+    /// The hold that output queued now must respect.
+    pub(crate) fn current_hold(&self) -> Option<Hold> {
+        match (self.hold, self.wait) {
+            (Some(seq), _) => Some(Hold {
+                seq,
+                dependent: true,
+            }),
+            (None, Some(seq)) => Some(Hold {
+                seq,
+                dependent: false,
+            }),
+            (None, None) => None,
+        }
+    }
+
+    pub(crate) fn committed_seq(&self) -> u64 {
+        self.committed_seq
+    }
+
+    pub(crate) fn shutting_down_now(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The shell hands in the wall-clock time before each call.
+    pub fn set_wall_ms(&mut self, unix_ms: u64) {
+        self.wall_ms = unix_ms;
+    }
+
+    /// Restores what the archive holds for the core at start: the next id and the
+    /// offline messages not yet delivered.
+    pub fn load_archive(&mut self, next_id: u64, offline: Vec<crate::archive::ArchivedMessage>) {
+        self.next_archive_id = self.next_archive_id.max(next_id);
+        for m in offline {
+            self.offline.entry(m.account.clone()).or_default().push(m);
+        }
+    }
+
+    /// Archive writes to make durable with the records of [`Core::take_records`] (take
+    /// both under the same lock).
+    pub fn take_archive(&mut self, into: &mut Vec<crate::archive::ArchiveRecord>) {
+        into.clear();
+        std::mem::swap(into, &mut self.pending_archive);
+    }
+
+    /// MAM queries for the store.
+    pub fn take_archive_requests(&mut self, into: &mut Vec<crate::archive::ArchiveRequest>) {
+        into.clear();
+        std::mem::swap(into, &mut self.archive_requests);
+    }
+
+    pub fn has_archive_requests(&self) -> bool {
+        !self.archive_requests.is_empty()
+    }
+
+    pub(crate) fn queue_archive_request(&mut self, query: crate::archive::ArchiveQuery) -> u64 {
+        let token = self.next_query_token;
+        self.next_query_token += 1;
+        self.archive_requests
+            .push(crate::archive::ArchiveRequest { token, query });
+        token
     }
 
     fn signal(&mut self, id: ConnId) {
@@ -710,17 +891,70 @@ impl Core {
         }
     }
 
-    /// Queues output for a connection. A peer that does not read until its queue is full
-    /// loses its connection; everyone else goes on (STYLE.md: bounded outbound queues).
+    /// Queues a stanza for a connection. With stream management on, a copy is kept until
+    /// the client acknowledges it (and a hibernating session only keeps the copy, for its
+    /// resumption). A peer that does not read until its queue is full loses its
+    /// connection; everyone else goes on (STYLE.md: bounded outbound queues).
     pub(crate) fn send(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) {
+        let sm_on = self
+            .conns
+            .get(id)
+            .and_then(|c| c.session.as_ref())
+            .is_some_and(|s| s.sm.is_some());
+        if !sm_on {
+            return self.push_output(id, self.current_hold(), write);
+        }
+        let mut stanza = Vec::new();
+        write(&mut stanza);
+        match self.sm_record_outbound(id, &stanza) {
+            Ok(ask) => {
+                let hibernating = self
+                    .conns
+                    .get(id)
+                    .is_some_and(|c| c.hibernating_until.is_some());
+                if !hibernating {
+                    self.push_output(id, self.current_hold(), |out| {
+                        out.extend_from_slice(&stanza)
+                    });
+                    if ask {
+                        self.push_output(id, self.current_hold(), |out| {
+                            out.extend_from_slice(b"<r xmlns='urn:xmpp:sm:3'/>")
+                        });
+                    }
+                }
+            }
+            Err(()) => {
+                log::warn!(
+                    "[{id}] too many stanzas unacknowledged (XEP-0198): closing the session"
+                );
+                self.overflowed.push(id);
+            }
+        }
+    }
+
+    /// Queues stream-level output (headers, features, SASL, SM and stream errors): never
+    /// counted as a stanza.
+    pub(crate) fn send_nonza(&mut self, id: ConnId, write: impl FnOnce(&mut Vec<u8>)) {
+        self.push_output(id, self.current_hold(), write);
+    }
+
+    /// Puts bytes in a connection's queue, waiting for record `hold` if given.
+    pub(crate) fn push_output(
+        &mut self,
+        id: ConnId,
+        hold: Option<Hold>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         let bounds = Bounds {
             bytes: self.cfg.limits.max_outbound_queue_bytes,
             stanzas: self.cfg.limits.max_outbound_queue_stanzas,
         };
-        let hold = self.hold;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
+        if conn.hibernating_until.is_some() {
+            return;
+        }
         let was_held = conn.out.has_held();
         match conn.out.push_with(hold, bounds, write) {
             Ok(()) => {
@@ -741,6 +975,29 @@ impl Core {
                 self.overflowed.push(id);
             }
         }
+    }
+
+    /// Tells the shell a connection has something to do (an abort, for instance).
+    pub(crate) fn signal_conn(&mut self, id: ConnId) {
+        self.signal(id);
+    }
+
+    /// Frees a connection's slot and its place in the per-address count.
+    pub(crate) fn free_slot(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.remove(id) {
+            let left = self
+                .per_ip
+                .get(&conn.ip)
+                .copied()
+                .unwrap_or(1)
+                .saturating_sub(1);
+            if left == 0 {
+                self.per_ip.remove(&conn.ip);
+            } else if let Some(n) = self.per_ip.get_mut(&conn.ip) {
+                *n = left;
+            }
+        }
+        self.held_conns.retain(|c| *c != id);
     }
 
     pub(crate) fn finish(&mut self, id: ConnId, action: Action) {
@@ -764,12 +1021,13 @@ impl Core {
             .is_some_and(|p| !p.header_sent);
         if header_needed {
             let domain = self.cfg.domain.clone();
-            self.send(id, |out| write_stream_header(out, &domain, "closing", None));
+            self.send_nonza(id, |out| write_stream_header(out, &domain, "closing", None));
         }
         // Output of the session (e.g. a <conflict/>) must not wait for unrelated records.
-        let hold = self.hold.take();
-        self.send(id, |out| write_stream_error(out, cond, text));
+        let (hold, wait) = (self.hold.take(), self.wait.take());
+        self.send_nonza(id, |out| write_stream_error(out, cond, text));
         self.hold = hold;
+        self.wait = wait;
         self.finish(id, Action::Close);
         self.end_session(id);
     }
@@ -782,7 +1040,10 @@ impl Core {
         };
         self.online.remove(session.account, id);
         log::info!("[{id}] session of {} ended", session.jid);
+        let mut session = session;
+        let unacked = session.sm.take().map(|sm| sm.unacked).unwrap_or_default();
         self.presence_session_ended(id, session);
+        self.sm_reroute_unacked(unacked);
     }
 
     /// Tears down connections whose queues overflowed, until none is left (tearing one
@@ -800,3 +1061,5 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_delivery;

@@ -12,6 +12,14 @@ pub enum Action {
     Close,
 }
 
+/// Output that must wait for record `seq` to be durable. `dependent`: it reports that
+/// change (and is dropped if the change fails); otherwise it only must not overtake it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub seq: u64,
+    pub dependent: bool,
+}
+
 /// The queue is over its byte or stanza bound; the connection must be dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflow;
@@ -55,7 +63,7 @@ impl Outbox {
     /// reports, if any. Fails (queuing nothing) when a bound would be exceeded.
     pub fn push_with(
         &mut self,
-        depends_on: Option<u64>,
+        hold: Option<Hold>,
         bounds: Bounds,
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<(), Overflow> {
@@ -65,8 +73,11 @@ impl Outbox {
         if self.stanzas + 1 > bounds.stanzas {
             return Err(Overflow);
         }
-        let order_hold = self.held.back().map(|h| h.seq);
-        match depends_on.or(order_hold) {
+        let order_hold = self.held.back().map(|h| Hold {
+            seq: h.seq,
+            dependent: false,
+        });
+        match hold.or(order_hold) {
             None => {
                 let before = self.buf.len();
                 write(&mut self.buf);
@@ -75,7 +86,7 @@ impl Outbox {
                     return Err(Overflow);
                 }
             }
-            Some(seq) => {
+            Some(Hold { seq, dependent }) => {
                 let mut v = Vec::new();
                 write(&mut v);
                 if self.in_flight + self.buf.len() + self.held_bytes + v.len() > bounds.bytes {
@@ -84,7 +95,7 @@ impl Outbox {
                 self.held_bytes += v.len();
                 self.held.push_back(Held {
                     seq,
-                    dependent: depends_on.is_some(),
+                    dependent,
                     bytes: v,
                 });
             }
@@ -189,7 +200,11 @@ mod tests {
     };
 
     fn push(o: &mut Outbox, dep: Option<u64>, s: &[u8]) -> Result<(), Overflow> {
-        o.push_with(dep, B, |v| v.extend_from_slice(s))
+        let hold = dep.map(|seq| Hold {
+            seq,
+            dependent: true,
+        });
+        o.push_with(hold, B, |v| v.extend_from_slice(s))
     }
 
     #[test]

@@ -8,9 +8,13 @@
 use crate::core::Core;
 use crate::error::{StanzaCondition, StanzaError};
 use crate::jid::Jid;
+use crate::message::{self, MessageInfo};
 use crate::router::{AccountId, ConnId};
 use crate::stanza::{self, IqType, Kind, MessageType};
-use crate::xep::{self, IqReply, IqRequest, IqTarget};
+use crate::xep::xep0352_csi::Urgency;
+use crate::xep::{
+    self, IqReply, IqRequest, IqTarget, xep0160_offline, xep0280_carbons, xep0313_mam,
+};
 use crate::xml::{Element, NS_CLIENT, RawElement};
 
 /// Where a stanza's `to` leads.
@@ -133,14 +137,73 @@ impl Core {
         from: &str,
         to: &str,
     ) {
-        let prefixes = self
-            .conns
-            .get(sender)
+        self.deliver_from(Some(sender), target, raw, from, to);
+    }
+
+    /// Delivers a stanza (from a connection, or re-delivered on its behalf), holding it
+    /// back for an inactive client (XEP-0352) when it can wait.
+    pub(crate) fn deliver_from(
+        &mut self,
+        sender: Option<ConnId>,
+        target: ConnId,
+        raw: &RawElement,
+        from: &str,
+        to: &str,
+    ) {
+        let urgency = match raw.name() {
+            "presence" => Urgency::Presence(from.to_string()),
+            "message" => {
+                let info = message::scan(raw);
+                if info.chat_state && !info.has_body {
+                    Urgency::ChatState(from.to_string())
+                } else {
+                    Urgency::Now
+                }
+            }
+            _ => Urgency::Now,
+        };
+        let prefixes = sender
+            .and_then(|s| self.conns.get(s))
             .map(|c| c.extra_prefixes.clone())
             .unwrap_or_default();
-        self.send(target, |out| {
+        self.send_with_urgency(target, urgency, |out| {
             raw.write_with_addresses(out, Some(from), Some(to), &prefixes)
         });
+    }
+
+    /// The connections a message for an account's bare JID goes to (RFC 6121 §8.5.2):
+    /// available resources with non-negative priority; for chat and normal the ones with
+    /// the highest priority (all of them when several share it, as Prosody does), for
+    /// headline all of them.
+    pub(crate) fn bare_message_targets(
+        &self,
+        account: AccountId,
+        mtype: MessageType,
+    ) -> Vec<ConnId> {
+        let mut candidates: heapless::Vec<
+            (ConnId, i8),
+            { crate::limits::CAP_RESOURCES_PER_ACCOUNT },
+        > = heapless::Vec::new();
+        for c in self.online.resources(account) {
+            if let Some(s) = self.conns.get(*c).and_then(|x| x.session.as_ref())
+                && s.available
+                && s.priority >= 0
+            {
+                let _ = candidates.push((*c, s.priority));
+            }
+        }
+        match mtype {
+            MessageType::Groupchat => Vec::new(),
+            MessageType::Headline => candidates.iter().map(|(c, _)| *c).collect(),
+            _ => {
+                let best = candidates.iter().map(|(_, p)| *p).max();
+                candidates
+                    .iter()
+                    .filter(|(_, p)| Some(*p) == best)
+                    .map(|(c, _)| *c)
+                    .collect()
+            }
+        }
     }
 
     fn route_message(&mut self, id: ConnId, from: &Jid, to: Option<Jid>, raw: &RawElement) {
@@ -167,84 +230,48 @@ impl Core {
                     StanzaError::new(StanzaCondition::ServiceUnavailable),
                 )
             }
-            Destination::Account { account, .. } => {
-                if to.resource().is_some() {
-                    if let Some(target) = self.find_full(account, &to) {
-                        self.deliver(id, target, raw, from.as_str(), to.as_str());
-                        return;
-                    }
-                    // RFC 6121 §8.5.3.2.1: full JID without a session.
-                    match mtype {
-                        MessageType::Groupchat => {
-                            return self.bounce(
-                                id,
-                                raw,
-                                Kind::Message,
-                                from,
-                                StanzaError::new(StanzaCondition::ServiceUnavailable),
-                            );
-                        }
-                        MessageType::Error => return,
-                        _ => {}
-                    }
-                }
-                self.message_to_bare(id, from, &to, account, raw, mtype);
+            Destination::Account { account, local } => {
+                self.message_to_account(id, from, &to, account, &local, raw, mtype)
             }
         }
     }
 
-    /// RFC 6121 §8.5.2: a message for an account's bare JID.
-    fn message_to_bare(
+    /// RFC 6121 §8.5.2-§8.5.3 for one of our accounts, with what rides along: the archive
+    /// of both parties (XEP-0313, stanza-id XEP-0359), offline storage (XEP-0160) and
+    /// carbon copies (XEP-0280).
+    #[allow(clippy::too_many_arguments)]
+    fn message_to_account(
         &mut self,
         id: ConnId,
         from: &Jid,
         to: &Jid,
         account: AccountId,
+        local: &str,
         raw: &RawElement,
         mtype: MessageType,
     ) {
-        // Only available resources with non-negative priority take bare-JID messages.
-        let mut candidates: heapless::Vec<
-            (ConnId, i8),
-            { crate::limits::CAP_RESOURCES_PER_ACCOUNT },
-        > = heapless::Vec::new();
-        for c in self.online.resources(account) {
-            if let Some(s) = self.conns.get(*c).and_then(|x| x.session.as_ref())
-                && s.available
-                && s.priority >= 0
-            {
-                let _ = candidates.push((*c, s.priority));
+        let mut targets: Vec<ConnId> = Vec::new();
+        if to.resource().is_some() {
+            match self.find_full(account, to) {
+                Some(t) => targets.push(t),
+                // §8.5.3.2.1: full JID without a session.
+                None => match mtype {
+                    MessageType::Groupchat => {
+                        return self.bounce(
+                            id,
+                            raw,
+                            Kind::Message,
+                            from,
+                            StanzaError::new(StanzaCondition::ServiceUnavailable),
+                        );
+                    }
+                    MessageType::Error => return,
+                    _ => targets = self.bare_message_targets(account, mtype),
+                },
             }
-        }
-        let targets: heapless::Vec<ConnId, { crate::limits::CAP_RESOURCES_PER_ACCOUNT }> =
-            match mtype {
-                MessageType::Groupchat => {
-                    return self.bounce(
-                        id,
-                        raw,
-                        Kind::Message,
-                        from,
-                        StanzaError::new(StanzaCondition::ServiceUnavailable),
-                    );
-                }
-                // §8.5.2.1.1: headline goes to every such resource.
-                MessageType::Headline => candidates.iter().map(|(c, _)| *c).collect(),
-                // chat, normal, error: the resources with the highest priority (all of them
-                // when several share it, as Prosody does).
-                _ => {
-                    let best = candidates.iter().map(|(_, p)| *p).max();
-                    candidates
-                        .iter()
-                        .filter(|(_, p)| Some(*p) == best)
-                        .map(|(c, _)| *c)
-                        .collect()
-                }
-            };
-        if targets.is_empty() {
-            // §8.5.2.2: no available resource. Offline storage is a later feature; until
-            // then chat and normal messages are refused rather than silently lost.
-            if matches!(mtype, MessageType::Chat | MessageType::Normal) {
-                self.bounce(
+        } else {
+            if mtype == MessageType::Groupchat {
+                return self.bounce(
                     id,
                     raw,
                     Kind::Message,
@@ -252,11 +279,125 @@ impl Core {
                     StanzaError::new(StanzaCondition::ServiceUnavailable),
                 );
             }
+            targets = self.bare_message_targets(account, mtype);
+        }
+        let info = message::scan(raw);
+        let archivable = xep0313_mam::archivable(mtype, &info);
+        let from_s = from.as_str();
+        let to_s = to.as_str();
+        let prefixes = self
+            .conns
+            .get(id)
+            .map(|c| c.extra_prefixes.clone())
+            .unwrap_or_default();
+        // The message as it travels, stamped; the archive and carbons keep this form.
+        let mut stanza = Vec::with_capacity(raw.as_str().len() + 64);
+        raw.write_with_addresses(&mut stanza, Some(from_s), Some(to_s), &prefixes);
+        let stanza_text = String::from_utf8(stanza.clone()).unwrap_or_default();
+        let sender_local = from
+            .local()
+            .filter(|_| from.domain() == self.cfg.domain)
+            .map(str::to_string);
+        // The sender's archive (an outgoing message), whatever happens to delivery.
+        let mut sent_id = None;
+        if archivable
+            && let Some(sl) = &sender_local
+            && self.mam_wants(sl, to.bare_str())
+        {
+            sent_id = Some(self.mam_archive(sl, to.bare_str(), true, stanza_text.clone()));
+        }
+        if targets.is_empty() {
+            if matches!(mtype, MessageType::Chat | MessageType::Normal) {
+                // §8.5.2.2.1: no available resource: offline storage, or an error if full.
+                let keep = archivable && self.mam_wants(local, from.bare_str());
+                // If the write fails, the sender hears of it (the message was not kept).
+                self.requester = Some(crate::core::Requester {
+                    conn: id,
+                    kind: Kind::Message,
+                    stanza_id: raw.attr("id").map(str::to_string),
+                    to: from_s.to_string(),
+                    from: Some(to_s.to_string()),
+                });
+                let stored = self.offline_store(local, from.bare_str(), stanza_text, keep);
+                self.requester = None;
+                if stored.is_err() {
+                    self.bounce(
+                        id,
+                        raw,
+                        Kind::Message,
+                        from,
+                        StanzaError::new(StanzaCondition::ServiceUnavailable),
+                    );
+                    return;
+                }
+            }
+            self.carbons_after_sending(id, from, &stanza, mtype, &info, raw, sent_id);
             return;
         }
-        for t in targets {
-            self.deliver(id, t, raw, from.as_str(), to.as_str());
+        // The recipient's archive; the copy delivered carries its id.
+        let mut delivered = stanza.clone();
+        if archivable && self.mam_wants(local, from.bare_str()) {
+            let rid = self.mam_archive(local, from.bare_str(), false, stanza_text);
+            let text = std::str::from_utf8(&stanza).unwrap_or_default();
+            let by = to.bare_str().to_string();
+            let cleaned = if info.stanza_id {
+                strip_stanza_ids(text, &by)
+            } else {
+                text.to_string()
+            };
+            delivered = xep0160_offline::with_children(
+                &cleaned,
+                &xep0160_offline::stanza_id_element(&by, rid),
+            )
+            .into_bytes();
         }
+        let urgency = if info.chat_state && !info.has_body {
+            Urgency::ChatState(from_s.to_string())
+        } else {
+            Urgency::Now
+        };
+        for t in &targets {
+            self.send_with_urgency(*t, urgency.clone(), |out| out.extend_from_slice(&delivered));
+        }
+        if xep0280_carbons::eligible(mtype, &info) {
+            self.carbons_received(
+                account,
+                to,
+                &targets,
+                &delivered,
+                xep0280_carbons::type_of(raw),
+            );
+        }
+        self.carbons_after_sending(id, from, &stanza, mtype, &info, raw, sent_id);
+    }
+
+    /// Sent carbons for the sender's other resources (with the sender's stanza-id).
+    #[allow(clippy::too_many_arguments)]
+    fn carbons_after_sending(
+        &mut self,
+        id: ConnId,
+        from: &Jid,
+        stanza: &[u8],
+        mtype: MessageType,
+        info: &MessageInfo,
+        raw: &RawElement,
+        sent_id: Option<u64>,
+    ) {
+        if !xep0280_carbons::eligible(mtype, info) {
+            return;
+        }
+        let copy = match sent_id {
+            Some(sid) => {
+                let text = std::str::from_utf8(stanza).unwrap_or_default();
+                xep0160_offline::with_children(
+                    text,
+                    &xep0160_offline::stanza_id_element(from.bare_str(), sid),
+                )
+                .into_bytes()
+            }
+            None => stanza.to_vec(),
+        };
+        self.carbons_sent(id, from, &copy, xep0280_carbons::type_of(raw));
     }
 
     fn route_iq(&mut self, id: ConnId, from: &Jid, to: Option<Jid>, raw: RawElement) {
@@ -360,7 +501,8 @@ impl Core {
         };
         self.requester = Some(crate::core::Requester {
             conn: id,
-            iq_id: req.id.clone(),
+            kind: Kind::Iq,
+            stanza_id: Some(req.id.clone()),
             to: from.to_string(),
             from: req.to.as_ref().map(|t| t.to_string()),
         });
@@ -397,5 +539,33 @@ impl Core {
                 })
             }
         }
+    }
+}
+
+/// Removes `<stanza-id/>` elements that claim to come from `by`'s archive (XEP-0359 §5:
+/// a sender must not be able to forge them). Rare: only messages that carry one.
+fn strip_stanza_ids(text: &str, by: &str) -> String {
+    let Ok(raw) = RawElement::from_xml(text, crate::xml::NS_CLIENT) else {
+        return text.to_string();
+    };
+    let Ok(mut el) = crate::xml::Element::parse(&raw, crate::xml::NS_CLIENT) else {
+        return text.to_string();
+    };
+    el.children.retain(|n| match n {
+        crate::xml::Node::Element(c) => {
+            !(c.name == "stanza-id" && c.ns == message::NS_SID && c.attr("by") == Some(by))
+        }
+        crate::xml::Node::Text(_) => true,
+    });
+    el.to_xml(crate::xml::NS_CLIENT)
+}
+
+#[cfg(test)]
+impl Core {
+    /// The connection bound to a full JID given as text (tests).
+    pub(crate) fn find_full_by_text(&self, full: &str) -> Option<ConnId> {
+        let jid = Jid::parse(full).ok()?;
+        let account = *self.accounts.get(jid.local()?)?;
+        self.find_full(account, &jid)
     }
 }

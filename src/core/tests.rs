@@ -11,7 +11,7 @@ use super::*;
 use crate::db::Record;
 use crate::limits::Limits;
 
-struct SeededEntropy(u64);
+pub(crate) struct SeededEntropy(pub(crate) u64);
 
 impl Entropy for SeededEntropy {
     fn fill(&mut self, buf: &mut [u8]) {
@@ -26,29 +26,32 @@ impl Entropy for SeededEntropy {
 }
 
 /// PBKDF2 is slow in debug builds: derive the test credentials once.
-fn creds() -> &'static Credentials {
+pub(crate) fn creds() -> &'static Credentials {
     static C: OnceLock<Credentials> = OnceLock::new();
     C.get_or_init(|| {
         Credentials::derive("secret", b"0123456789abcdef", 4096).expect("valid password")
     })
 }
 
-const IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 20));
+pub(crate) const IP: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 20));
 
-const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+pub(crate) const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
      xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
 
-struct H {
-    core: Core,
-    now: Millis,
+pub(crate) struct H {
+    pub(crate) core: Core,
+    pub(crate) now: Millis,
+    /// Everything written to the archive so far (what a store would hold).
+    pub(crate) archive: Vec<crate::archive::ArchiveRecord>,
 }
 
 impl H {
-    fn new(require_encryption: bool) -> H {
+    pub(crate) fn new(require_encryption: bool) -> H {
         Self::with_limits(require_encryption, Limits::default())
     }
 
-    fn with_limits(require_encryption: bool, limits: Limits) -> H {
+    pub(crate) fn with_limits(require_encryption: bool, limits: Limits) -> H {
         let mut db = Db::default();
         for u in ["alice", "bob"] {
             db.apply(&Record::UserSet {
@@ -66,39 +69,44 @@ impl H {
         H {
             core: Core::new(cfg, db, Box::new(SeededEntropy(42))),
             now: Millis(0),
+            archive: Vec::new(),
         }
     }
 
-    fn open(&mut self) -> ConnId {
+    pub(crate) fn open(&mut self) -> ConnId {
         self.core
             .open(IP, None, self.now)
             .expect("room for a connection")
     }
 
-    fn send(&mut self, id: ConnId, xml: &str) {
+    pub(crate) fn send(&mut self, id: ConnId, xml: &str) {
         self.core.handle_bytes(id, xml.as_bytes(), self.now);
     }
 
     /// Everything queued for the connection, and the action after it.
-    fn recv_action(&mut self, id: ConnId) -> (String, Option<Action>) {
+    pub(crate) fn recv_action(&mut self, id: ConnId) -> (String, Option<Action>) {
         let mut out = Vec::new();
         let a = self.core.take_output(id, &mut out);
         (String::from_utf8(out).expect("server output is UTF-8"), a)
     }
 
-    fn recv(&mut self, id: ConnId) -> String {
+    pub(crate) fn recv(&mut self, id: ConnId) -> String {
         self.recv_action(id).0
     }
 
     /// Makes every pending record durable, as the storage task would.
-    fn commit(&mut self) {
+    pub(crate) fn commit(&mut self) {
         let mut v = Vec::new();
-        if let Some(seq) = self.core.take_records(&mut v) {
+        let mut a = Vec::new();
+        let seq = self.core.take_records(&mut v);
+        self.core.take_archive(&mut a);
+        self.archive.extend(a);
+        if let Some(seq) = seq {
             self.core.records_committed(seq);
         }
     }
 
-    fn login(&mut self, user: &str, resource: &str) -> ConnId {
+    pub(crate) fn login(&mut self, user: &str, resource: &str) -> ConnId {
         let id = self.open();
         self.send(id, HEADER);
         let features = self.recv(id);
@@ -133,7 +141,7 @@ impl H {
         id
     }
 
-    fn online(&mut self, user: &str, resource: &str, priority: i8) -> ConnId {
+    pub(crate) fn online(&mut self, user: &str, resource: &str, priority: i8) -> ConnId {
         let id = self.login(user, resource);
         self.send(
             id,

@@ -22,6 +22,10 @@ pub(crate) enum Undo {
         jid: String,
         prev: Option<Option<String>>,
     },
+    MamPrefs {
+        user: String,
+        prev: Option<crate::db::MamPrefs>,
+    },
 }
 
 /// What `record` will replace in `db` (call before applying it).
@@ -50,6 +54,10 @@ pub(crate) fn undo_for(db: &Db, record: &Record) -> Undo {
                     .and_then(|u| u.pending_in.get(jid).cloned()),
             }
         }
+        Record::MamPrefs { user, .. } => Undo::MamPrefs {
+            user: user.clone(),
+            prev: db.users.get(user).map(|u| u.mam.clone()),
+        },
     }
 }
 
@@ -92,6 +100,11 @@ pub(crate) fn apply_undo(db: &mut Db, undo: Undo) {
                         u.pending_in.remove(&jid);
                     }
                 }
+            }
+        }
+        Undo::MamPrefs { user, prev } => {
+            if let (Some(u), Some(prev)) = (db.users.get_mut(&user), prev) {
+                u.mam = prev;
             }
         }
     }

@@ -26,8 +26,17 @@ use crate::config::Config;
 use crate::core::{Core, CoreConfig};
 use crate::limits::{CAP_CONNECTIONS, SHUTDOWN_GRACE_MS};
 use crate::router::ConnId;
+use crate::storage::archive::{ArchiveLimits, ArchiveStore};
 use crate::storage::{FileStore, StoreError};
 use crate::time::{Entropy, Millis};
+
+/// Wall-clock time in Unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// The operating system's random generator, handed to the core.
 pub struct SystemEntropy(ring::rand::SystemRandom);
@@ -121,7 +130,12 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         // A panic aborts the process (panic = "abort"), so a poisoned lock cannot be seen
         // in production; in tests the state is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // The core never reads a clock: it gets wall time (archive and delay stamps) with
+        // every call. A router without an RTC may start in 1970 and jump when NTP syncs;
+        // stamps follow the clock as it is.
+        st.core.set_wall_ms(unix_ms());
+        st
     }
 
     /// Tells whoever must act on what the last core call produced.
@@ -132,7 +146,7 @@ impl Shared {
                 let _ = w.try_send(());
             }
         }
-        if st.core.has_pending_records() {
+        if st.core.has_pending_records() || st.core.has_archive_requests() {
             let _ = self.store_wake.try_send(());
         }
         let next = st.core.next_timeout();
@@ -265,7 +279,28 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
     if cfg.c2s.listen.is_empty() && cfg.c2s.listen_tls.is_empty() {
         return Err(ServeError::NoListeners);
     }
-    let core = Core::new(
+    let archive_dir = cfg.data_dir.join("archive");
+    let archive_limits = ArchiveLimits {
+        max_messages_per_account: cfg.storage.archive_max_messages as usize,
+        max_age_ms: u64::from(cfg.storage.archive_max_age_days) * 86_400_000,
+        max_total_bytes: u64::from(cfg.storage.archive_max_mib) * 1024 * 1024,
+        segment_bytes: u64::from(cfg.storage.archive_segment_kib) * 1024,
+    };
+    let (archive, archived) =
+        ArchiveStore::open(&archive_dir, archive_limits, unix_ms()).map_err(ServeError::Store)?;
+    if archived.torn_tail_bytes > 0 {
+        log::warn!(
+            "{}: dropped {} bytes of an unfinished write at the end of the archive",
+            archive_dir.display(),
+            archived.torn_tail_bytes
+        );
+    }
+    log::info!(
+        "archive {}: {} offline messages waiting",
+        archive_dir.display(),
+        archived.offline.len()
+    );
+    let mut core = Core::new(
         CoreConfig {
             domain: cfg.domain.clone(),
             limits: cfg.limits.clone(),
@@ -276,6 +311,8 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
         db,
         Box::new(SystemEntropy::new()),
     );
+    core.load_archive(archived.next_id, archived.offline);
+    let stores = persist::Stores { db: store, archive };
     let (store_wake, store_rx) = smol::channel::bounded(1);
     let (timer_wake, timer_rx) = smol::channel::bounded(1);
     let shared = Arc::new(Shared {
@@ -314,8 +351,15 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
             .map_err(|e| ServeError::DataDir(PathBuf::from("thread"), e))?;
         workers.push(handle);
     }
-    let result =
-        smol::block_on(ex.run(run(ex.clone(), shared, tls, cfg, store, store_rx, timer_rx)));
+    let result = smol::block_on(ex.run(run(
+        ex.clone(),
+        shared,
+        tls,
+        cfg,
+        stores,
+        store_rx,
+        timer_rx,
+    )));
     drop(stop_tx);
     for w in workers {
         let _ = w.join();
@@ -328,7 +372,7 @@ async fn run(
     shared: Arc<Shared>,
     tls: Arc<tls::TlsSetup>,
     cfg: Config,
-    store: FileStore,
+    stores: persist::Stores,
     store_rx: Receiver<()>,
     timer_rx: Receiver<()>,
 ) -> Result<(), ServeError> {
@@ -356,7 +400,7 @@ async fn run(
     }
     let persist_task = ex.spawn(persist::run(
         shared.clone(),
-        store,
+        stores,
         store_rx,
         cfg.storage.flush_delay_ms,
     ));

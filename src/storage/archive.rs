@@ -34,9 +34,21 @@ pub struct ArchiveStore {
 }
 
 impl ArchiveStore {
-    pub fn open(dir: &Path, limits: ArchiveLimits, now_ms: u64) -> Result<(ArchiveStore, ArchiveLoad), StoreError> {
+    pub fn open(
+        dir: &Path,
+        limits: ArchiveLimits,
+        now_ms: u64,
+    ) -> Result<(ArchiveStore, ArchiveLoad), StoreError> {
         let _ = (limits, now_ms);
-        Ok((ArchiveStore { dir: dir.to_path_buf() }, ArchiveLoad { next_id: 1, ..ArchiveLoad::default() }))
+        Ok((
+            ArchiveStore {
+                dir: dir.to_path_buf(),
+            },
+            ArchiveLoad {
+                next_id: 1,
+                ..ArchiveLoad::default()
+            },
+        ))
     }
 
     /// Appends records with one write and one fsync.

@@ -29,7 +29,7 @@
 
 use std::fmt;
 
-use crate::db::{Record, RosterItem, Subscription};
+use crate::db::{MamDefault, MamPrefs, Record, RosterItem, Subscription};
 use crate::sasl::{Credentials, ScramKeys};
 
 /// Version written in every file header; readers refuse files with any other version.
@@ -70,6 +70,8 @@ pub mod tag {
     pub const ROSTER_DELETE: u8 = 4;
     pub const PENDING_IN_SET: u8 = 5;
     pub const PENDING_IN_DELETE: u8 = 6;
+    /// XEP-0313 preferences (tags from 64 on belong to delivery features).
+    pub const MAM_PREFS: u8 = 64;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,6 +313,17 @@ fn encode_record_fields(record: &Record, out: &mut Vec<u8>) -> Result<(), Encode
             put_str(out, user)?;
             put_str(out, jid)?;
         }
+        Record::MamPrefs { user, prefs } => {
+            out.push(tag::MAM_PREFS);
+            put_str(out, user)?;
+            out.push(match prefs.default {
+                MamDefault::Always => 0,
+                MamDefault::Never => 1,
+                MamDefault::Roster => 2,
+            });
+            put_str_list(out, &prefs.always)?;
+            put_str_list(out, &prefs.never)?;
+        }
     }
     Ok(())
 }
@@ -340,6 +353,17 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) -> Result<(), EncodeError> {
             put_str(out, s)
         }
     }
+}
+
+fn put_str_list(out: &mut Vec<u8>, list: &[String]) -> Result<(), EncodeError> {
+    if list.len() > MAX_LIST_ITEMS {
+        return Err(EncodeError::TooManyItems { count: list.len() });
+    }
+    out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+    for s in list {
+        put_str(out, s)?;
+    }
+    Ok(())
 }
 
 fn put_credentials(out: &mut Vec<u8>, c: &Credentials) -> Result<(), EncodeError> {
@@ -414,6 +438,32 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
             user: r.string()?,
             jid: r.string()?,
         },
+        tag::MAM_PREFS => {
+            let user = r.string()?;
+            let offset = r.pos;
+            let default = match r.u8()? {
+                0 => MamDefault::Always,
+                1 => MamDefault::Never,
+                2 => MamDefault::Roster,
+                value => {
+                    return Err(DecodeError::InvalidValue {
+                        offset,
+                        what: "archiving default",
+                        value,
+                    });
+                }
+            };
+            let always = r.string_list()?;
+            let never = r.string_list()?;
+            Record::MamPrefs {
+                user,
+                prefs: MamPrefs {
+                    default,
+                    always,
+                    never,
+                },
+            }
+        }
         unknown => {
             return Err(DecodeError::UnknownTag {
                 offset: tag_offset,
@@ -499,6 +549,15 @@ impl<'a> Reader<'a> {
                 value,
             }),
         }
+    }
+
+    fn string_list(&mut self) -> Result<Vec<String>, DecodeError> {
+        let n = self.bounded_len(MAX_LIST_ITEMS)?;
+        let mut v = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            v.push(self.string()?);
+        }
+        Ok(v)
     }
 
     fn opt_string(&mut self) -> Result<Option<String>, DecodeError> {

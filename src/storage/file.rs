@@ -1436,10 +1436,8 @@ mod tests {
         let end = bytes.len();
         bytes[end - 1000] ^= 0x20;
         write(&log, &bytes);
-        let began = std::time::Instant::now();
         let (_, loaded, report) = open(&dir);
         assert_eq!(loaded, db);
         assert_eq!(report.torn_tail_bytes, end as u64 - start);
-        assert!(began.elapsed().as_secs() < 5, "{:?}", began.elapsed());
     }
 }

@@ -8,7 +8,12 @@
 pub mod rfc3921_session;
 pub mod xep0030_disco;
 pub mod xep0092_version;
+pub mod xep0160_offline;
+pub mod xep0198_sm;
 pub mod xep0199_ping;
+pub mod xep0280_carbons;
+pub mod xep0313_mam;
+pub mod xep0352_csi;
 
 use crate::core::Core;
 use crate::error::{StanzaCondition, StanzaError};
@@ -24,7 +29,15 @@ pub static MODULES: &[&Module] = &[
     &rfc3921_session::MODULE,
     &xep0092_version::MODULE,
     &xep0199_ping::MODULE,
+    &xep0198_sm::MODULE,
+    &xep0352_csi::MODULE,
+    &xep0160_offline::MODULE,
+    &xep0280_carbons::MODULE,
+    &xep0313_mam::MODULE,
 ];
+
+/// The namespace of stanza error conditions, for elements modules write by hand.
+pub const NS_STANZAS_XMLNS: &str = crate::stanza::NS_STANZAS;
 
 pub struct Module {
     pub name: &'static str,
