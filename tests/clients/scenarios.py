@@ -30,6 +30,7 @@ expects exactly what roster-setup left.
 from __future__ import annotations
 
 import argparse
+import importlib
 import asyncio
 import json
 import logging
@@ -1257,6 +1258,22 @@ SCENARIOS: dict[str, Callable[[Context], Any]] = {
 }
 
 
+def load_scenario_modules() -> list[tuple[str, dict]]:
+    """Every `scenarios_*.py` next to this file adds its SCENARIOS (and EXTRA_ARGS), so
+    feature areas keep their scenarios in their own file."""
+    extra_args: list[tuple[str, dict]] = []
+    here = Path(__file__).resolve().parent
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))
+    # Loaded as `scenarios`, so the modules' `from scenarios import …` finds this one.
+    sys.modules.setdefault("scenarios", sys.modules[__name__])
+    for path in sorted(here.glob("scenarios_*.py")):
+        module = importlib.import_module(path.stem)
+        SCENARIOS.update(getattr(module, "SCENARIOS", {}))
+        extra_args += getattr(module, "EXTRA_ARGS", [])
+    return extra_args
+
+
 # --------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------
@@ -1307,6 +1324,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seconds the whole scenario may take")
     parser.add_argument("--verbose", action="store_true",
                         help="stream slixmpp's debug log (raw XML) to stderr")
+    for flag, options in EXTRA_ARGS:
+        parser.add_argument(flag, **options)
     args = parser.parse_args(argv)
     if args.tls != "none" and not (args.cafile or args.insecure):
         parser.error("--tls starttls/direct needs --cafile PEM or --insecure")
@@ -1332,7 +1351,11 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.05)
 
 
+EXTRA_ARGS: list[tuple[str, dict]] = []
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    EXTRA_ARGS.extend(load_scenario_modules())
     args = parse_args(sys.argv[1:] if argv is None else argv)
     transcript = TranscriptBuffer()
     root = logging.getLogger()
