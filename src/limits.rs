@@ -189,6 +189,49 @@ pub const DEFAULT_COMPACT_LOG_BYTES: u64 = 1024 * 1024;
 /// Grace period for connections to close at shutdown before the process exits.
 pub const SHUTDOWN_GRACE_MS: u64 = 2000;
 
+/// Message archive (XEP-0313) and offline storage (XEP-0160) share one store on flash
+/// (`storage::archive`). Messages kept per account: the oldest become invisible first.
+/// 10 000 is months of chat for a household; at a few hundred bytes per message the size
+/// bound below is usually reached first.
+pub const DEFAULT_ARCHIVE_MESSAGES_PER_ACCOUNT: usize = 10_000;
+pub const CAP_ARCHIVE_MESSAGES_PER_ACCOUNT: usize = 1_000_000;
+
+/// Age after which archived and offline messages are dropped (0: none). No default age:
+/// the size and count bounds already bound the flash used; an age limit is a privacy
+/// choice for the administrator.
+pub const DEFAULT_ARCHIVE_MAX_AGE_MS: u64 = 0;
+
+/// Bytes of archive segment files on flash. 64 MiB leaves most of a 128 MiB-256 MiB
+/// router's overlay free; a Pi with an SD card can raise it.
+pub const DEFAULT_ARCHIVE_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+pub const CAP_ARCHIVE_TOTAL_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+
+/// Size at which an archive segment is closed. Space is reclaimed a whole segment at a
+/// time, so smaller segments free space sooner; larger ones mean fewer index entries
+/// (the index holds one entry per account and segment). 1 MiB gives 65 segments for the
+/// default total.
+pub const DEFAULT_ARCHIVE_SEGMENT_BYTES: u64 = 1024 * 1024;
+pub const MIN_ARCHIVE_SEGMENT_BYTES: u64 = 64 * 1024;
+pub const CAP_ARCHIVE_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Segment files the archive keeps at most, whatever the size settings: the in-memory
+/// index is (accounts × segments) entries, so this caps it.
+pub const CAP_ARCHIVE_SEGMENTS: usize = 1024;
+
+/// Largest stored stanza: the largest accepted stanza plus room for the `from`/`to` the
+/// server stamps on it. A decoding limit, so a damaged length never allocates more.
+pub const MAX_ARCHIVED_STANZA_BYTES: usize = CAP_STANZA_BYTES + 8 * 1024;
+
+/// Largest stored `with` JID: a full JID (RFC 7622 §3: three parts of 1023 bytes, `@`, `/`).
+pub const MAX_ARCHIVED_JID_BYTES: usize = 3 * JID_PART_MAX_BYTES + 2;
+
+/// Memory of the archive index, for the worst-case formula (see `storage::archive`):
+/// per (account, segment) entry, per segment, and per account (its name not included).
+/// Tests pin the real sizes below these.
+pub const ARCHIVE_INDEX_BYTES_PER_ENTRY: usize = 96;
+pub const ARCHIVE_INDEX_BYTES_PER_SEGMENT: usize = 96;
+pub const ARCHIVE_INDEX_BYTES_PER_ACCOUNT: usize = 128;
+
 /// Limits in force at run time. Built from the defaults above, then lowered (or raised up
 /// to the capacity) by the config file. [`Limits::check`] enforces the capacities.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,9 +1,107 @@
-//! The message archive on disk. STUB: interface only (see `crate::archive` for the types).
+//! The message archive on disk: XEP-0313 (MAM) and XEP-0160 (offline storage) in one
+//! structure, so that a message is written to flash once (types in [`crate::archive`]).
+//!
+//! # Files in the archive directory (0700; every file 0600: private correspondence)
+//! - `lock`: an exclusive `flock` held for the life of the [`ArchiveStore`].
+//! - `seg-00000001`, `seg-00000002`, …: append-only segments, each a header and frames of
+//!   records (byte layout in [`format`]; frames are those of [`super::codec`]). Only the
+//!   newest segment is appended to; a segment is closed once the next append would take
+//!   it past `segment_bytes`, and is never rewritten: space comes back by deleting whole
+//!   segment files. No message is ever copied to another file, so each message costs one
+//!   flash write.
+//! - `seg-….tmp`: a segment being created (temp + fsync + rename + directory fsync);
+//!   deleted on open.
+//!
+//! # What is visible
+//! An account's message is visible to its MAM queries if it has the ARCHIVED flag, its
+//! account was not deleted after it, it is not older than `max_age_ms`, and it is among
+//! the account's newest `max_messages_per_account` ARCHIVED messages on disk. An OFFLINE
+//! message is pending (returned in [`ArchiveLoad::offline`]) if no `OfflineDelivered`
+//! covers it, its account was not deleted after it, it is not older than `max_age_ms`,
+//! and it is among the account's newest `max_messages_per_account` OFFLINE messages.
+//! **Offline messages are subject to retention like the others: one dropped by the count,
+//! age or total-size limit is gone**, and is not returned at the next open (the core may
+//! still hold it in memory until then). Retention by count and age is computed, not
+//! stored: lowering a limit hides messages at once; raising it again before their
+//! segment is deleted shows them again.
+//!
+//! # Reclaiming space
+//! - A closed segment in which nothing is visible or pending any more is deleted.
+//!   A segment holding an `OfflineDelivered`/`AccountDeleted` marker hides messages in
+//!   older segments, so it is deleted only once it is the oldest: a marker never outlives
+//!   the messages it hides. (Markers only concern messages written before them: an
+//!   `AccountDeleted` carries the next id at the time; an `OfflineDelivered` is clamped
+//!   below it.) Checked by [`ArchiveStore::enforce_retention`], at open, and (without the
+//!   age rule, which needs the clock) when a segment is closed.
+//! - Total size: before a new segment is started, the oldest segments are deleted while
+//!   the existing ones plus a full new one would pass `max_total_bytes`, or the number of
+//!   segments would pass [`ArchiveStore::max_segments`]. Visible and pending messages go
+//!   with them: the disk bound wins.
+//! - The newest segment is never deleted: its header keeps the id counter, so ids are
+//!   never reused even when every message is gone.
+//!
+//! # Memory bound
+//! The index holds, per segment, a [`index::SegmentInfo`]; per account, its floors and
+//! name; per (account, segment) holding that account's messages, one [`index::SegEntry`]
+//! (id and time range, counts, a Bloom filter of `with`, the byte range to read). Never
+//! anything per message. With `S = max_segments()` (at most `CAP_ARCHIVE_SEGMENTS`) and
+//! `A` the accounts with messages in the archive (local accounts, so at most
+//! `max_accounts`; a deleted account's entries go at once, its name and floors stay until
+//! its marker's segment is deleted):
+//!
+//! `index bytes ≤ S × ARCHIVE_INDEX_BYTES_PER_SEGMENT
+//!              + A × (ARCHIVE_INDEX_BYTES_PER_ACCOUNT + 1023 + S × ARCHIVE_INDEX_BYTES_PER_ENTRY)`
+//!
+//! ([`index_bytes_bound`]; with the defaults, 65 segments and 100 accounts: about 730 KiB
+//! worst case). `S` is enforced when segments are started; tests pin the struct sizes
+//! under the constants and check [`ArchiveStore::index_bytes`] against the formula.
+//! A query holds one read window (64 KiB, or one frame if larger) and its page; `open`
+//! holds one window and the pending offline messages (at most `max_messages_per_account`
+//! per account: the core holds the same in memory).
+//!
+//! # Crash safety
+//! The rules of `storage::file`: one append is one frame (batches over 1 MiB, which
+//! group commit of ordinary stanzas does not produce, become several frames, each
+//! written and fdatasynced in turn so that only the last can be torn), written with one
+//! positioned write and one fdatasync. At open, a damaged frame at the end of the newest
+//! segment with no intact frame after it is a torn tail: dropped, the file truncated, the
+//! bytes reported in [`ArchiveLoad::torn_tail_bytes`]. Damage followed by an intact frame,
+//! damage anywhere in a closed segment (its last append was synced before the next
+//! segment was created), a bad header, or a good checksum around a record that does not
+//! decode is [`StoreError::Corrupt`] naming the file and offset, and nothing is touched.
+//! A failed append (ENOSPC, EIO) is cut away (truncate + fdatasync) before the error is
+//! returned; if even that fails, appends are refused until the store is reopened (the load
+//! then drops the half frame as a torn tail). Deleting segments is followed by a directory
+//! fsync.
 
+mod format;
+mod index;
+mod query;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use self::format::{FrameSpan, MessageView, RecordView, SegmentHeader, payload_records};
+use self::index::Index;
+use self::segment::{Fault, Frame, Window, corrupt, io_error};
 use super::StoreError;
-use crate::archive::{ArchivePage, ArchiveQuery, ArchiveRecord, ArchivedMessage};
+use crate::archive::{ArchivePage, ArchiveQuery, ArchiveRecord, ArchivedMessage, flags};
+use crate::limits::{
+    ARCHIVE_INDEX_BYTES_PER_ACCOUNT, ARCHIVE_INDEX_BYTES_PER_ENTRY,
+    ARCHIVE_INDEX_BYTES_PER_SEGMENT, CAP_ARCHIVE_SEGMENT_BYTES, CAP_ARCHIVE_SEGMENTS,
+    JID_PART_MAX_BYTES, MIN_ARCHIVE_SEGMENT_BYTES,
+};
+use crate::storage::codec::FRAME_HEADER_BYTES;
+
+pub use self::format::{ARCHIVE_FORMAT_VERSION, SEGMENT_HEADER_BYTES};
+
+/// After an unusually large append, the encode buffer is given back above this size.
+const KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Retention and size bounds of the archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,58 +116,566 @@ pub struct ArchiveLimits {
     pub segment_bytes: u64,
 }
 
+impl ArchiveLimits {
+    /// The limits the store works with: `segment_bytes` within
+    /// [`MIN_ARCHIVE_SEGMENT_BYTES`, `CAP_ARCHIVE_SEGMENT_BYTES`] and at most half the
+    /// total (the newest segment is never deleted, so two must fit).
+    pub fn normalised(self) -> ArchiveLimits {
+        let half_total = (self.max_total_bytes / 2).max(MIN_ARCHIVE_SEGMENT_BYTES);
+        ArchiveLimits {
+            segment_bytes: self
+                .segment_bytes
+                .clamp(MIN_ARCHIVE_SEGMENT_BYTES, CAP_ARCHIVE_SEGMENT_BYTES)
+                .min(half_total),
+            ..self
+        }
+    }
+
+    /// Segment files kept at most (see the memory bound in the module doc).
+    pub fn max_segments(&self) -> usize {
+        let n = self.normalised();
+        let by_size = n
+            .max_total_bytes
+            .div_ceil(n.segment_bytes)
+            .saturating_add(1);
+        usize::try_from(by_size)
+            .unwrap_or(usize::MAX)
+            .clamp(2, CAP_ARCHIVE_SEGMENTS)
+    }
+
+    /// Messages older than the returned timestamp are expired (0: none).
+    fn cutoff_ts(&self, now_ms: u64) -> u64 {
+        if self.max_age_ms == 0 {
+            0
+        } else {
+            now_ms.saturating_sub(self.max_age_ms)
+        }
+    }
+}
+
+/// Worst-case bytes of the index for `accounts` accounts (see the module doc).
+pub fn index_bytes_bound(limits: &ArchiveLimits, accounts: usize) -> usize {
+    let segments = limits.max_segments();
+    segments * ARCHIVE_INDEX_BYTES_PER_SEGMENT
+        + accounts
+            * (ARCHIVE_INDEX_BYTES_PER_ACCOUNT
+                + JID_PART_MAX_BYTES
+                + segments * ARCHIVE_INDEX_BYTES_PER_ENTRY)
+}
+
 /// What opening the archive found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ArchiveLoad {
     /// The id the next message must have (one more than the highest ever written).
     pub next_id: u64,
-    /// Offline messages not yet delivered, per account, oldest first.
+    /// Offline messages not yet delivered (after retention), all accounts, in id order:
+    /// so per account oldest first.
     pub offline: Vec<ArchivedMessage>,
     /// Bytes of an unfinished last record dropped (a crash during a write).
     pub torn_tail_bytes: u64,
 }
 
+enum Active {
+    /// No segment yet: the first append creates one.
+    None,
+    /// `len` is the end of the last good frame; appends write there.
+    Open { seq: u64, file: File, len: u64 },
+    /// A failed append could not be cut away: appends are refused until reopen.
+    Poisoned { seq: u64 },
+}
+
 pub struct ArchiveStore {
     dir: PathBuf,
+    /// Holds the exclusive lock until dropped.
+    _lock: File,
+    limits: ArchiveLimits,
+    index: Index,
+    active: Active,
+    next_id: u64,
+    /// Reused between appends and queries so that neither allocates every time.
+    buf: Vec<u8>,
+    spans: Vec<FrameSpan>,
+    read_buf: Vec<u8>,
+    fault: Fault,
+}
+
+/// Pending offline messages per account while loading, each with its segment.
+type OfflineQueues = HashMap<String, VecDeque<(u64, ArchivedMessage)>>;
+
+/// State carried from segment to segment while loading.
+struct Loader {
+    next_id: u64,
+    keep: usize,
+    offline: OfflineQueues,
+    torn_tail_bytes: u64,
 }
 
 impl ArchiveStore {
+    /// Opens (creating if needed) the archive in `dir`, takes its lock, reads every
+    /// segment once to rebuild the index and the pending offline messages, then applies
+    /// retention.
     pub fn open(
         dir: &Path,
         limits: ArchiveLimits,
         now_ms: u64,
     ) -> Result<(ArchiveStore, ArchiveLoad), StoreError> {
-        let _ = (limits, now_ms);
-        Ok((
-            ArchiveStore {
-                dir: dir.to_path_buf(),
-            },
-            ArchiveLoad {
-                next_id: 1,
-                ..ArchiveLoad::default()
-            },
-        ))
+        segment::create_private_dir(dir)?;
+        let lock = segment::take_lock(&dir.join(segment::LOCK_FILE))?;
+        let limits = limits.normalised();
+        let seqs = segment::list_segments(dir)?;
+        let mut index = Index::default();
+        let mut loader = Loader {
+            next_id: 1,
+            keep: limits.max_messages_per_account,
+            offline: HashMap::new(),
+            torn_tail_bytes: 0,
+        };
+        let mut active = Active::None;
+        for (i, &seq) in seqs.iter().enumerate() {
+            let newest = i + 1 == seqs.len();
+            let (file, len) = load_segment(dir, seq, newest, &mut index, &mut loader)?;
+            if newest {
+                active = Active::Open { seq, file, len };
+            }
+        }
+        let mut store = ArchiveStore {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            limits,
+            index,
+            active,
+            next_id: loader.next_id,
+            buf: Vec::new(),
+            spans: Vec::new(),
+            read_buf: Vec::new(),
+            fault: Fault::default(),
+        };
+        store.enforce_retention(now_ms)?;
+        let offline = store.pending_offline(loader.offline, now_ms);
+        let load = ArchiveLoad {
+            next_id: store.next_id,
+            offline,
+            torn_tail_bytes: loader.torn_tail_bytes,
+        };
+        Ok((store, load))
     }
 
-    /// Appends records with one write and one fsync.
+    /// Appends records with one write and one fsync (see "Crash safety" for batches over
+    /// 1 MiB). Message ids must be at least [`ArchiveStore::next_id`] and increase; a batch
+    /// breaking that, or a field over its cap, is refused whole with
+    /// `io::ErrorKind::InvalidInput` and nothing is written.
     pub fn append(&mut self, records: &[ArchiveRecord]) -> Result<(), StoreError> {
-        let _ = records;
+        if records.is_empty() {
+            return Ok(());
+        }
+        if let Active::Poisoned { seq } = self.active {
+            return Err(StoreError::Io {
+                path: segment::segment_path(&self.dir, seq),
+                error: io::Error::other(
+                    "an earlier failed append could not be undone; reopen the archive",
+                ),
+            });
+        }
+        let mut next_id = self.next_id;
+        self.buf.clear();
+        self.spans.clear();
+        format::encode_batch(records, &mut next_id, &mut self.buf, &mut self.spans).map_err(
+            |e| StoreError::Io {
+                path: self.dir.clone(),
+                error: io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
+            },
+        )?;
+        self.make_room(self.buf.len() as u64)?;
+        let fault = self.fault;
+        let Active::Open { seq, file, len } = &mut self.active else {
+            return Err(StoreError::Io {
+                path: self.dir.clone(),
+                error: io::Error::other("no segment is open"),
+            });
+        };
+        let (seq, base) = (*seq, *len);
+        let path = segment::segment_path(&self.dir, seq);
+        for span in &self.spans {
+            let bytes = self.buf.get(span.bytes.clone()).unwrap_or(&[]);
+            if let Err(error) =
+                segment::write_and_sync(file, base + span.bytes.start as u64, bytes, fault)
+            {
+                if segment::truncate_and_sync(file, base, fault).is_err() {
+                    self.active = Active::Poisoned { seq };
+                }
+                return Err(StoreError::Io { path, error });
+            }
+        }
+        *len = base + self.buf.len() as u64;
+        if let Some(info) = self.index.segments.get_mut(&seq) {
+            info.bytes = *len;
+        }
+        self.index_batch(records, seq, base);
+        self.next_id = next_id;
+        if self.buf.capacity() > KEEP_BUFFER_BYTES {
+            self.buf = Vec::new();
+        }
         Ok(())
     }
 
-    /// Answers a query from the segment files.
-    pub fn query(&mut self, q: &ArchiveQuery, now_ms: u64) -> Result<ArchivePage, StoreError> {
-        let _ = (q, now_ms);
-        Ok(ArchivePage::default())
+    /// Applies a written batch to the index, with the views it was encoded from.
+    fn index_batch(&mut self, records: &[ArchiveRecord], seq: u64, base: u64) {
+        let mut next_id = self.next_id;
+        for span in &self.spans {
+            let frame = base + span.bytes.start as u64..base + span.bytes.end as u64;
+            for record in records.get(span.records.clone()).unwrap_or(&[]) {
+                let view = format::view_for_append(record, next_id);
+                if let RecordView::Message(m) = view {
+                    next_id = m.id.saturating_add(1);
+                }
+                apply_to_index(&mut self.index, seq, frame.clone(), &view);
+            }
+        }
     }
 
-    /// Applies age and size retention (called from time to time by the shell).
+    /// Makes sure a segment is open that `batch_len` more bytes may go to, starting a new
+    /// one (after retention) when the current one would pass `segment_bytes`.
+    fn make_room(&mut self, batch_len: u64) -> Result<(), StoreError> {
+        let current = match &self.active {
+            Active::Open { seq, len, .. } => Some((*seq, *len)),
+            Active::None => None,
+            Active::Poisoned { .. } => return Ok(()),
+        };
+        let next_seq = match current {
+            None => 1,
+            Some((seq, len)) => {
+                let empty = len <= SEGMENT_HEADER_BYTES as u64;
+                if empty || len.saturating_add(batch_len) <= self.limits.segment_bytes {
+                    return Ok(());
+                }
+                // Dead segments first, so that live old messages last longer; the age
+                // rule waits for `enforce_retention`, which has the clock.
+                for dead in self
+                    .index
+                    .dead_segments(self.limits.max_messages_per_account, 0, seq)
+                {
+                    self.delete_segment(dead)?;
+                }
+                self.delete_for_size(self.limits.segment_bytes, 1)?;
+                seq.checked_add(1).ok_or_else(|| StoreError::Io {
+                    path: self.dir.clone(),
+                    error: io::Error::other("segment numbers exhausted"),
+                })?
+            }
+        };
+        let header = SegmentHeader {
+            seq: next_seq,
+            first_id: self.next_id,
+        };
+        // Also makes the deletions above durable (one directory fsync).
+        let file = match segment::create_segment(&self.dir, header, self.fault) {
+            Ok(file) => file,
+            Err(e) => {
+                if let Some((seq, _)) = current
+                    && segment::segment_path(&self.dir, next_seq).exists()
+                {
+                    // A new segment was left behind that appends to the old one would
+                    // contradict: stop appending until a reopen adopts it.
+                    self.active = Active::Poisoned { seq };
+                }
+                return Err(e);
+            }
+        };
+        let len = SEGMENT_HEADER_BYTES as u64;
+        self.index.segments.insert(
+            next_seq,
+            index::SegmentInfo {
+                bytes: len,
+                first_id: self.next_id,
+                has_markers: false,
+            },
+        );
+        self.active = Active::Open {
+            seq: next_seq,
+            file,
+            len,
+        };
+        Ok(())
+    }
+
+    /// Deletes the oldest segments (never the newest) while the files plus `extra_bytes`
+    /// would pass the total, or the segments plus `extra_segments` would pass the count.
+    fn delete_for_size(
+        &mut self,
+        extra_bytes: u64,
+        extra_segments: usize,
+    ) -> Result<bool, StoreError> {
+        let max_segments = self.limits.max_segments();
+        let mut deleted = false;
+        while self.index.segments.len() > 1 {
+            let over_bytes =
+                self.index.total_bytes().saturating_add(extra_bytes) > self.limits.max_total_bytes;
+            let over_count = self.index.segments.len() + extra_segments > max_segments;
+            if !(over_bytes || over_count) {
+                break;
+            }
+            let Some((&oldest, _)) = self.index.segments.iter().next() else {
+                break;
+            };
+            self.delete_segment(oldest)?;
+            deleted = true;
+        }
+        Ok(deleted)
+    }
+
+    fn delete_segment(&mut self, seq: u64) -> Result<(), StoreError> {
+        let path = segment::segment_path(&self.dir, seq);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(&path)(e)),
+            _ => {}
+        }
+        self.index.remove_segment(seq);
+        Ok(())
+    }
+
+    /// Answers a query from the segment files (see [`query`] for the paging rules:
+    /// backward when `before_id` or `last_page` is set, forward otherwise; `count` and
+    /// `first_index` always given, treating `after_id`/`before_id` as RSM paging bounds).
+    pub fn query(&mut self, q: &ArchiveQuery, now_ms: u64) -> Result<ArchivePage, StoreError> {
+        let vis = query::Visibility {
+            keep_messages: self.limits.max_messages_per_account,
+            cutoff_ts: self.limits.cutoff_ts(now_ms),
+        };
+        let page = query::run(
+            &self.dir,
+            self.index.accounts.get(&q.account),
+            q,
+            vis,
+            &mut self.read_buf,
+        );
+        if self.read_buf.capacity() > KEEP_BUFFER_BYTES {
+            // A frame larger than the read window was read: give the memory back.
+            self.read_buf = Vec::new();
+        }
+        page
+    }
+
+    /// Applies age and size retention (called from time to time by the shell): deletes
+    /// the closed segments in which nothing is visible or pending, then the oldest while
+    /// the total is over `max_total_bytes` (after the limits were lowered).
     pub fn enforce_retention(&mut self, now_ms: u64) -> Result<(), StoreError> {
-        let _ = now_ms;
+        let keep = match self.active {
+            Active::Open { seq, .. } | Active::Poisoned { seq } => seq,
+            Active::None => return Ok(()),
+        };
+        let cutoff = self.limits.cutoff_ts(now_ms);
+        let dead = self
+            .index
+            .dead_segments(self.limits.max_messages_per_account, cutoff, keep);
+        let mut deleted = !dead.is_empty();
+        for seq in dead {
+            self.delete_segment(seq)?;
+        }
+        deleted |= self.delete_for_size(0, 0)?;
+        if deleted {
+            segment::sync_dir(&self.dir)?;
+        }
         Ok(())
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The id the next message must have.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// The limits in force (after [`ArchiveLimits::normalised`]).
+    pub fn limits(&self) -> ArchiveLimits {
+        self.limits
+    }
+
+    /// Bytes of segment files on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.index.total_bytes()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.index.segments.len()
+    }
+
+    /// Memory held by the index, in the units of [`index_bytes_bound`].
+    pub fn index_bytes(&self) -> usize {
+        self.index.memory_bytes()
+    }
+
+    /// (account, segment) entries in the index: at most accounts × `max_segments()`.
+    pub fn index_entries(&self) -> usize {
+        self.index.entry_count()
+    }
+
+    /// The offline messages still pending after retention, all accounts, in id order.
+    fn pending_offline(&self, queues: OfflineQueues, now_ms: u64) -> Vec<ArchivedMessage> {
+        let cutoff = self.limits.cutoff_ts(now_ms);
+        let mut pending: Vec<ArchivedMessage> = queues
+            .into_values()
+            .flatten()
+            .filter(|(seq, m)| self.index.segments.contains_key(seq) && m.ts_ms >= cutoff)
+            .map(|(_, m)| m)
+            .collect();
+        pending.sort_unstable_by_key(|m| m.id);
+        pending
+    }
+}
+
+fn apply_to_index(index: &mut Index, seq: u64, frame: std::ops::Range<u64>, view: &RecordView<'_>) {
+    match *view {
+        RecordView::Message(ref m) => index.add_message(seq, frame, m),
+        RecordView::OfflineDelivered { account, up_to } => {
+            index.offline_delivered(seq, account, up_to)
+        }
+        RecordView::AccountDeleted { account, below_id } => {
+            index.account_deleted(seq, account, below_id)
+        }
+    }
+}
+
+/// Reads one segment into the index and the offline queues. Returns it open (for writing
+/// if it is the newest) with its good length.
+fn load_segment(
+    dir: &Path,
+    seq: u64,
+    newest: bool,
+    index: &mut Index,
+    loader: &mut Loader,
+) -> Result<(File, u64), StoreError> {
+    let path = segment::segment_path(dir, seq);
+    let (file, file_len) = segment::open_segment(&path, newest)?;
+    let mut buf = Vec::new();
+    let mut window = Window::new(&file, file_len, &mut buf);
+    let header = segment::read_header(&mut window, &path, seq)?;
+    if header.first_id < loader.next_id {
+        return Err(corrupt(
+            &path,
+            20,
+            format!(
+                "segment starts at id {} but an older segment holds id {}",
+                header.first_id,
+                loader.next_id - 1
+            ),
+        ));
+    }
+    loader.next_id = header.first_id;
+    index.segments.insert(
+        seq,
+        index::SegmentInfo {
+            bytes: file_len,
+            first_id: header.first_id,
+            has_markers: false,
+        },
+    );
+    let mut offset = SEGMENT_HEADER_BYTES as u64;
+    loop {
+        match segment::read_frame(&mut window, offset).map_err(io_error(&path))? {
+            Frame::End => break,
+            Frame::Intact { payload_len } => {
+                let payload = segment::frame_payload(&mut window, &path, offset, payload_len)?;
+                let frame_end = offset + (FRAME_HEADER_BYTES + payload_len) as u64;
+                load_frame(&path, seq, offset..frame_end, payload, index, loader)?;
+                offset = frame_end;
+            }
+            Frame::Damaged { what } => {
+                if !newest {
+                    return Err(corrupt(
+                        &path,
+                        offset,
+                        format!("{what} in a closed segment"),
+                    ));
+                }
+                if let Some(later) =
+                    segment::intact_frame_after(&mut window, offset).map_err(io_error(&path))?
+                {
+                    return Err(corrupt(
+                        &path,
+                        offset,
+                        format!("{what}, yet an intact frame follows at byte {later}"),
+                    ));
+                }
+                loader.torn_tail_bytes = file_len - offset;
+                file.set_len(offset).map_err(io_error(&path))?;
+                file.sync_data().map_err(io_error(&path))?;
+                if let Some(info) = index.segments.get_mut(&seq) {
+                    info.bytes = offset;
+                }
+                return Ok((file, offset));
+            }
+        }
+    }
+    Ok((file, offset))
+}
+
+fn load_frame(
+    path: &Path,
+    seq: u64,
+    frame: std::ops::Range<u64>,
+    payload: &[u8],
+    index: &mut Index,
+    loader: &mut Loader,
+) -> Result<(), StoreError> {
+    let payload_offset = frame.start + FRAME_HEADER_BYTES as u64;
+    for record in payload_records(payload) {
+        let (at, view) = record.map_err(|e| {
+            corrupt(
+                path,
+                payload_offset + e.offset() as u64,
+                format!("checksum is good but the record is invalid: {e}"),
+            )
+        })?;
+        match view {
+            RecordView::Message(m) => {
+                if m.id < loader.next_id || m.id == u64::MAX {
+                    return Err(corrupt(
+                        path,
+                        payload_offset + at as u64,
+                        format!(
+                            "message id {} does not follow the previous id {}",
+                            m.id,
+                            loader.next_id.saturating_sub(1)
+                        ),
+                    ));
+                }
+                loader.next_id = m.id + 1;
+                if m.has(flags::OFFLINE) {
+                    queue_offline(loader, seq, &m);
+                }
+            }
+            RecordView::OfflineDelivered { account, up_to } => {
+                if let Some(queue) = loader.offline.get_mut(account) {
+                    while queue.front().is_some_and(|(_, m)| m.id <= up_to) {
+                        queue.pop_front();
+                    }
+                }
+            }
+            RecordView::AccountDeleted { account, .. } => {
+                loader.offline.remove(account);
+            }
+        }
+        apply_to_index(index, seq, frame.clone(), &view);
+    }
+    Ok(())
+}
+
+/// Queues a pending offline message, keeping only the account's newest `keep` (the
+/// count rule: delivery markers only ever remove the oldest, so the newest `keep`
+/// pending are exactly those within the newest `keep` OFFLINE messages).
+fn queue_offline(loader: &mut Loader, seq: u64, m: &MessageView<'_>) {
+    if loader.keep == 0 {
+        return;
+    }
+    if !loader.offline.contains_key(m.account) {
+        loader.offline.insert(m.account.to_owned(), VecDeque::new());
+    }
+    if let Some(queue) = loader.offline.get_mut(m.account) {
+        if queue.len() >= loader.keep {
+            queue.pop_front();
+        }
+        queue.push_back((seq, m.to_owned_message()));
     }
 }
