@@ -338,7 +338,7 @@ fn user(cmd: UserCommand) -> i32 {
             Change::Passwd(creds)
         }
     };
-    match apply_change(&cfg.data_dir, &name, change, cfg.limits.max_accounts) {
+    match apply_change(&cfg, &name, change) {
         Ok(()) => {
             println!(
                 "{} {full}",
@@ -355,12 +355,9 @@ fn user(cmd: UserCommand) -> i32 {
 
 /// Applies an account change directly when no server is running (we get the store's
 /// lock), or through the running server's control socket (it holds the lock).
-fn apply_change(
-    data_dir: &Path,
-    name: &str,
-    change: Change,
-    max_accounts: usize,
-) -> Result<(), String> {
+fn apply_change(cfg: &Config, name: &str, change: Change) -> Result<(), String> {
+    let data_dir = cfg.data_dir.as_path();
+    let max_accounts = cfg.limits.max_accounts;
     match open_store(data_dir)? {
         Some((mut store, db)) => {
             let exists = db.user(name).is_some();
@@ -380,7 +377,24 @@ fn apply_change(
                     user: name.to_string(),
                 },
             };
-            store.append(&[record]).map_err(|e| e.to_string())
+            let deleting = matches!(record, Record::UserDelete { .. });
+            store.append(&[record]).map_err(|e| e.to_string())?;
+            if deleting {
+                // The account's archive and offline messages go with it (the server does
+                // the same through its own archive writer when it runs).
+                let (mut archive, _) = crate::storage::archive::ArchiveStore::open(
+                    &data_dir.join("archive"),
+                    net::archive_limits(cfg),
+                    crate::net::unix_ms(),
+                )
+                .map_err(|e| e.to_string())?;
+                archive
+                    .append(&[crate::archive::ArchiveRecord::AccountDeleted {
+                        account: name.to_string(),
+                    }])
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
         }
         None => {
             let line = match &change {

@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{RawClient, Server, ServerOptions, rss_kib};
+use xmppd::config::Config;
 use xmppd::limits::Limits;
 
 const T: Duration = Duration::from_secs(10);
@@ -77,7 +78,11 @@ fn connections_up_to_the_cap_and_a_hundred_more() {
     }
     assert!(logged_in, "a normal login works once a place is free");
     let after = rss_kib(pid).expect("rss");
-    let bound_kib = (limits.worst_case_bytes() / 1024) as u64;
+    let cfg = Config {
+        limits: limits.clone(),
+        ..Config::default()
+    };
+    let bound_kib = (xmppd::net::worst_case_bytes(&cfg) / 1024) as u64;
     println!(
         "RSS: idle {idle} KiB, {cap} connections {full} KiB ({} bytes each), after 100 refusals {after} KiB; \
          worst-case bound {bound_kib} KiB ({} KiB per connection)",

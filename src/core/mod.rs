@@ -853,6 +853,18 @@ impl Core {
         for m in offline {
             self.offline.entry(m.account.clone()).or_default().push(m);
         }
+        // Kept under earlier, larger limits: never dropped, only reported (delivery at
+        // the account's next login empties the queue).
+        let l = &self.cfg.limits;
+        for (account, q) in &self.offline {
+            if q.msgs.len() > l.max_offline_messages || q.bytes > l.max_offline_bytes {
+                log::warn!(
+                    "{account} has {} offline messages ({} bytes), more than the limits in force",
+                    q.msgs.len(),
+                    q.bytes
+                );
+            }
+        }
     }
 
     /// Archive writes to make durable with the records of [`Core::take_records`] (take

@@ -30,6 +30,23 @@ use crate::storage::archive::{ArchiveLimits, ArchiveStore};
 use crate::storage::{FileStore, StoreError};
 use crate::time::{Entropy, Millis};
 
+/// The archive's bounds from the `[storage]` keys.
+pub fn archive_limits(cfg: &Config) -> ArchiveLimits {
+    ArchiveLimits {
+        max_messages_per_account: cfg.storage.archive_max_messages as usize,
+        max_age_ms: u64::from(cfg.storage.archive_max_age_days) * 86_400_000,
+        max_total_bytes: u64::from(cfg.storage.archive_max_mib) * 1024 * 1024,
+        segment_bytes: u64::from(cfg.storage.archive_segment_kib) * 1024,
+    }
+}
+
+/// Worst-case memory of a server run with this config (README "Memory"): the limits'
+/// formula plus the archive's bounded index.
+pub fn worst_case_bytes(cfg: &Config) -> usize {
+    cfg.limits.worst_case_bytes()
+        + crate::storage::archive::index_bytes_bound(&archive_limits(cfg), cfg.limits.max_accounts)
+}
+
 /// Wall-clock time in Unix milliseconds (0 if the clock is before 1970).
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -280,14 +297,8 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
         return Err(ServeError::NoListeners);
     }
     let archive_dir = cfg.data_dir.join("archive");
-    let archive_limits = ArchiveLimits {
-        max_messages_per_account: cfg.storage.archive_max_messages as usize,
-        max_age_ms: u64::from(cfg.storage.archive_max_age_days) * 86_400_000,
-        max_total_bytes: u64::from(cfg.storage.archive_max_mib) * 1024 * 1024,
-        segment_bytes: u64::from(cfg.storage.archive_segment_kib) * 1024,
-    };
-    let (archive, archived) =
-        ArchiveStore::open(&archive_dir, archive_limits, unix_ms()).map_err(ServeError::Store)?;
+    let (archive, archived) = ArchiveStore::open(&archive_dir, archive_limits(&cfg), unix_ms())
+        .map_err(ServeError::Store)?;
     if archived.torn_tail_bytes > 0 {
         log::warn!(
             "{}: dropped {} bytes of an unfinished write at the end of the archive",
