@@ -1,11 +1,11 @@
 //! Self-test of the integration-test harness (`tests/common/mod.rs`) and of the slixmpp
 //! scenarios, against a server that already works: Debian's Prosody, dressed up as the
 //! xmppd CLI by `prosody-as-xmppd.sh`. It checks the harness itself (start, readiness
-//! lines, users, stop/kill/restart, raw XML, scenario runner), not xmppd, so it is
-//! ignored by default and needs `apt-get install prosody`:
+//! lines, users, stop/kill/restart, raw XML, scenario runner), not xmppd, so it is not
+//! part of `cargo test` (Cargo.toml: `test = false`) and needs `apt-get install prosody`:
 //!
 //! ```sh
-//! cargo test --test clients -- --ignored
+//! cargo test --test clients
 //! ```
 
 #[path = "../common/mod.rs"]
@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use common::{DOMAIN, RawClient, Server, ServerOptions, Transport};
 
-const NEEDS_PROSODY: &str = "needs Debian's prosody; validates the test harness, not xmppd";
 
 fn prosody_shim() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/prosody-as-xmppd.sh")
@@ -38,9 +37,7 @@ fn fresh_user(server: &Server, user: &str, transport: Transport) -> String {
 }
 
 #[test]
-#[ignore = "needs Debian's prosody; validates the test harness, not xmppd"]
 fn every_scenario_in_every_transport() {
-    let _ = NEEDS_PROSODY;
     let server = start(ServerOptions::plain());
     for transport in Transport::ALL {
         let alice = fresh_user(&server, "alice", transport);
@@ -72,7 +69,6 @@ fn every_scenario_in_every_transport() {
 }
 
 #[test]
-#[ignore = "needs Debian's prosody; validates the test harness, not xmppd"]
 fn secure_defaults_refuse_plain_tcp_logins() {
     let server = start(ServerOptions::secure().user(&jid("alice"), "pw"));
     let out = server.try_scenario("login", Transport::Plain, &["--user", "alice:pw"]);
@@ -86,7 +82,6 @@ fn secure_defaults_refuse_plain_tcp_logins() {
 }
 
 #[test]
-#[ignore = "needs Debian's prosody; validates the test harness, not xmppd"]
 fn roster_survives_stop_and_kill() {
     let users = ["keep-a", "keep-b", "keep-c"];
     let mut options = ServerOptions::secure();
@@ -130,7 +125,6 @@ fn roster_survives_stop_and_kill() {
 }
 
 #[test]
-#[ignore = "needs Debian's prosody; validates the test harness, not xmppd"]
 fn raw_transcript_of_stream_negotiation() {
     let server = start(ServerOptions::plain());
     let mut client: RawClient = server.raw_client();
