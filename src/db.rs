@@ -82,6 +82,8 @@ pub struct User {
     /// Inbound subscription requests not yet answered ("Pending In"), keyed by the
     /// requester's bare JID, with the optional `<status/>` text of the request.
     pub pending_in: BTreeMap<String, Option<String>>,
+    /// PEP, vCard, private XML, block list (issue 7; see `crate::personal`).
+    pub personal: crate::personal::Personal,
 }
 
 impl User {
@@ -91,6 +93,7 @@ impl User {
             roster: BTreeMap::new(),
             roster_ver: 0,
             pending_in: BTreeMap::new(),
+            personal: crate::personal::Personal::default(),
         }
     }
 
@@ -139,6 +142,16 @@ pub enum Record {
         user: String,
         jid: String,
     },
+    // ---- issue 7: personal data and registration invites (see `crate::personal`) ----
+    /// A change to an account's PEP nodes, vCard, private XML or block list.
+    Personal {
+        user: String,
+        change: crate::personal::PersonalChange,
+    },
+    /// A change to server-wide data (registration invites); belongs to no account.
+    Server {
+        change: crate::personal::ServerChange,
+    },
 }
 
 impl Record {
@@ -150,7 +163,9 @@ impl Record {
             | Record::RosterSet { user, .. }
             | Record::RosterDelete { user, .. }
             | Record::PendingInSet { user, .. }
-            | Record::PendingInDelete { user, .. } => user,
+            | Record::PendingInDelete { user, .. }
+            | Record::Personal { user, .. } => user,
+            Record::Server { .. } => "",
         }
     }
 }
@@ -159,6 +174,8 @@ impl Record {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Db {
     pub users: BTreeMap<String, User>,
+    /// Registration invites (issue 7).
+    pub server: crate::personal::ServerData,
 }
 
 impl Db {
@@ -203,6 +220,12 @@ impl Db {
                     u.pending_in.remove(jid);
                 }
             }
+            Record::Personal { user, change } => {
+                if let Some(u) = self.users.get_mut(user) {
+                    u.personal.apply(change);
+                }
+            }
+            Record::Server { change } => self.server.apply(change),
         }
     }
 
@@ -232,6 +255,15 @@ impl Db {
                     status: status.clone(),
                 });
             }
+            for change in u.personal.to_changes() {
+                out.push(Record::Personal {
+                    user: name.clone(),
+                    change,
+                });
+            }
+        }
+        for change in self.server.to_changes() {
+            out.push(Record::Server { change });
         }
         out
     }

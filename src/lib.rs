@@ -33,6 +33,9 @@ pub mod jid;
 pub mod limits;
 pub mod logging;
 pub mod net;
+// Issue 7: PEP, vCard, private XML, block list and invites as plain data.
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod personal;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod presence;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

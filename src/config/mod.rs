@@ -49,6 +49,23 @@ pub struct StorageConfig {
     pub compact_log_bytes: u64,
 }
 
+/// Issue 7: in-band registration (XEP-0077).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisterConfig {
+    pub enabled: bool,
+    /// Anyone may register; otherwise only with an invitation token (XEP-0445).
+    pub open: bool,
+}
+
+/// Issue 7: contact addresses published in service discovery (XEP-0157), as URIs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactConfig {
+    pub admin: Vec<String>,
+    pub abuse: Vec<String>,
+    pub support: Vec<String>,
+    pub security: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub domain: String,
@@ -59,6 +76,8 @@ pub struct Config {
     pub c2s: C2sConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
+    pub register: RegisterConfig,
+    pub contact: ContactConfig,
 }
 
 /// One problem found in a config file.
@@ -105,6 +124,8 @@ impl Default for Config {
                 compact_log_bytes: crate::limits::DEFAULT_COMPACT_LOG_BYTES,
             },
             limits: Limits::default(),
+            register: RegisterConfig::default(),
+            contact: ContactConfig::default(),
         }
     }
 }
@@ -653,7 +674,7 @@ auth_timeout_secs = 10
             "[server]\n",
             1,
             "server",
-            "the sections are [tls], [c2s], [storage], [limits]",
+            "the sections are [tls], [c2s], [storage], [register], [contact], [limits]",
         );
         assert_one(
             "[c2s]\nlisten_tsl = []\n",

@@ -22,6 +22,15 @@ pub(crate) enum Undo {
         jid: String,
         prev: Option<Option<String>>,
     },
+    /// Issue 7: personal data (`crate::personal`) and server-wide invites.
+    Personal {
+        user: String,
+        undo: crate::personal::PersonalUndo,
+    },
+    Invite {
+        token: String,
+        prev: Option<crate::personal::Invite>,
+    },
 }
 
 /// What `record` will replace in `db` (call before applying it).
@@ -49,6 +58,17 @@ pub(crate) fn undo_for(db: &Db, record: &Record) -> Undo {
                     .get(user)
                     .and_then(|u| u.pending_in.get(jid).cloned()),
             }
+        }
+        Record::Personal { user, change } => Undo::Personal {
+            user: user.clone(),
+            undo: db.users.get(user).map_or(
+                crate::personal::PersonalUndo::VCard(None),
+                |u| u.personal.undo_for(change),
+            ),
+        },
+        Record::Server { change } => {
+            let (token, prev) = db.server.undo_for(change);
+            Undo::Invite { token, prev }
         }
     }
 }
@@ -94,6 +114,12 @@ pub(crate) fn apply_undo(db: &mut Db, undo: Undo) {
                 }
             }
         }
+        Undo::Personal { user, undo } => {
+            if let Some(u) = db.users.get_mut(&user) {
+                u.personal.apply_undo(undo);
+            }
+        }
+        Undo::Invite { token, prev } => db.server.apply_undo(token, prev),
     }
 }
 
