@@ -320,34 +320,46 @@ impl Personal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PersonalChange {
     /// Creates a node or replaces its configuration (items past `max_items` are dropped).
-    NodeSet { node: String, config: NodeConfig },
-    NodeDelete { node: String },
-    NodePurge { node: String },
+    NodeSet {
+        node: String,
+        config: NodeConfig,
+    },
+    NodeDelete {
+        node: String,
+    },
+    NodePurge {
+        node: String,
+    },
     /// Publishes an item (creating the node with the default configuration if needed).
     ItemSet {
         node: String,
         id: String,
         payload: String,
     },
-    ItemDelete { node: String, id: String },
-    VCardSet { vcard: Option<String> },
-    PrivateSet { key: String, xml: Option<String> },
-    BlockSet { jid: String, blocked: bool },
+    ItemDelete {
+        node: String,
+        id: String,
+    },
+    VCardSet {
+        vcard: Option<String>,
+    },
+    PrivateSet {
+        key: String,
+        xml: Option<String>,
+    },
+    BlockSet {
+        jid: String,
+        blocked: bool,
+    },
     BlockClear,
 }
 
 /// What a [`PersonalChange`] replaced, to undo it when the store fails.
 #[derive(Clone, Debug)]
 pub enum PersonalUndo {
-    Node {
-        node: String,
-        prev: Option<PepNode>,
-    },
+    Node { node: String, prev: Option<PepNode> },
     VCard(Option<String>),
-    Private {
-        key: String,
-        prev: Option<String>,
-    },
+    Private { key: String, prev: Option<String> },
     Blocklist(BTreeSet<String>),
 }
 

@@ -650,7 +650,11 @@ fn uris(value: &Value) -> Result<Vec<String>, Vec<Fault>> {
             });
         }
     }
-    if faults.is_empty() { Ok(out) } else { Err(faults) }
+    if faults.is_empty() {
+        Ok(out)
+    } else {
+        Err(faults)
+    }
 }
 
 fn set_contact_admin(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
@@ -668,11 +672,7 @@ fn set_contact_support(config: &mut Config, value: &Value, _: &Context) -> Resul
     Ok(())
 }
 
-fn set_contact_security(
-    config: &mut Config,
-    value: &Value,
-    _: &Context,
-) -> Result<(), Vec<Fault>> {
+fn set_contact_security(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
     config.contact.security = uris(value)?;
     Ok(())
 }

@@ -171,6 +171,9 @@ pub struct Core {
     /// The iq being handled, for [`Requester`].
     pub(crate) requester: Option<Requester>,
     ping_counter: u64,
+    /// Issue 7: run-time state of the extension modules (caps cache, pending requests
+    /// the server sent, per-connection extras, registration rate limit).
+    pub(crate) ext: crate::xep::state::XepState,
 }
 
 /// Deadlines that only need to be roughly right (idle probes) are rounded up to the sweep
@@ -210,6 +213,7 @@ impl Core {
             uncommitted: VecDeque::new(),
             requester: None,
             ping_counter: 0,
+            ext: crate::xep::state::XepState::default(),
         }
     }
 
@@ -697,6 +701,13 @@ impl Core {
         });
         self.hold = Some(seq);
         seq
+    }
+
+    /// Issue 7: sets what later output of the current input waits for. In-band
+    /// registration reuses `admin_user_set` (which releases the hold) but must not
+    /// acknowledge the new account before it is durable; admin paths clear it.
+    pub(crate) fn set_hold(&mut self, seq: Option<u64>) {
+        self.hold = seq;
     }
 
     fn signal(&mut self, id: ConnId) {

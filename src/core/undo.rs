@@ -61,10 +61,12 @@ pub(crate) fn undo_for(db: &Db, record: &Record) -> Undo {
         }
         Record::Personal { user, change } => Undo::Personal {
             user: user.clone(),
-            undo: db.users.get(user).map_or(
-                crate::personal::PersonalUndo::VCard(None),
-                |u| u.personal.undo_for(change),
-            ),
+            undo: db
+                .users
+                .get(user)
+                .map_or(crate::personal::PersonalUndo::VCard(None), |u| {
+                    u.personal.undo_for(change)
+                }),
         },
         Record::Server { change } => {
             let (token, prev) = db.server.undo_for(change);

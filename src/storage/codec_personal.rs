@@ -8,9 +8,7 @@
 
 use super::{DecodeError, EncodeError, Reader, put_opt_str, put_str};
 use crate::db::Record;
-use crate::personal::{
-    AccessModel, Invite, NodeConfig, PersonalChange, SendLast, ServerChange,
-};
+use crate::personal::{AccessModel, Invite, NodeConfig, PersonalChange, SendLast, ServerChange};
 
 pub mod tag {
     pub const NODE_SET: u8 = 32;
@@ -309,7 +307,9 @@ pub(crate) mod tests {
                 },
             },
             Record::Server {
-                change: ServerChange::InviteDelete { token: "abc".into() },
+                change: ServerChange::InviteDelete {
+                    token: "abc".into(),
+                },
             },
         ]
     }
@@ -326,7 +326,10 @@ pub(crate) mod tests {
             let bytes = encoded(&record);
             assert_eq!(decode_record(&bytes), Ok(record.clone()));
             for cut in 0..bytes.len() {
-                assert!(decode_record(&bytes[..cut]).is_err(), "{record:?} cut at {cut}");
+                assert!(
+                    decode_record(&bytes[..cut]).is_err(),
+                    "{record:?} cut at {cut}"
+                );
             }
         }
     }

@@ -9,6 +9,23 @@ pub mod rfc3921_session;
 pub mod xep0030_disco;
 pub mod xep0092_version;
 pub mod xep0199_ping;
+// Issue 7: personal data services and their supporting pieces.
+pub mod data_forms;
+pub mod hooks;
+pub mod pending_iq;
+pub mod state;
+pub mod xep0049_private;
+pub mod xep0054_vcard;
+pub mod xep0060_pubsub;
+pub mod xep0077_register;
+pub mod xep0115_caps;
+pub mod xep0157_contact;
+pub mod xep0163_pep;
+pub mod xep0191_blocking;
+pub mod xep0398_avatar_conversion;
+pub mod xep0402_bookmarks;
+
+pub use hooks::{HOOKS, Hooks};
 
 use crate::core::Core;
 use crate::error::{StanzaCondition, StanzaError};
@@ -24,6 +41,16 @@ pub static MODULES: &[&Module] = &[
     &rfc3921_session::MODULE,
     &xep0092_version::MODULE,
     &xep0199_ping::MODULE,
+    // Issue 7.
+    &xep0163_pep::MODULE,
+    &xep0115_caps::MODULE,
+    &xep0054_vcard::MODULE,
+    &xep0398_avatar_conversion::MODULE,
+    &xep0049_private::MODULE,
+    &xep0402_bookmarks::MODULE,
+    &xep0191_blocking::MODULE,
+    &xep0077_register::MODULE,
+    &xep0157_contact::MODULE,
 ];
 
 pub struct Module {
