@@ -20,6 +20,8 @@
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod c2s;
 pub mod cli;
+// Issue 7: `xmppd invite` (shell side).
+pub mod cli_invite;
 pub mod config;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod core;

@@ -128,6 +128,8 @@ pub enum AdminError {
     NoSuchUser,
     TooManyAccounts,
     InvalidJid,
+    /// Issue 7: the server holds its maximum number of registration invitations.
+    TooManyInvites,
 }
 
 impl std::fmt::Display for AdminError {
@@ -137,6 +139,9 @@ impl std::fmt::Display for AdminError {
             AdminError::NoSuchUser => "no such account",
             AdminError::TooManyAccounts => "the server holds its maximum number of accounts",
             AdminError::InvalidJid => "not a valid address of this server",
+            AdminError::TooManyInvites => {
+                "the server holds its maximum number of unused invitations"
+            }
         })
     }
 }

@@ -442,7 +442,7 @@ impl Core {
         }
         if self.db.server.invites.len() >= CAP_INVITES {
             self.set_hold(None);
-            return Err(AdminError::TooManyAccounts);
+            return Err(AdminError::TooManyInvites);
         }
         let seq = self.persist(Record::Server {
             change: ServerChange::InviteSet {
