@@ -131,14 +131,14 @@ fn outbound_filter(
     // The user blocked the recipient: refuse with the blocked condition.
     if user_blocks(core, &sender, to) {
         if kind != Kind::Presence && !is_error && !iq_answer {
-            let domain = core.cfg.domain.clone();
+            // §3.3 example: the error comes from the blocked address.
             bounce_with_app(
                 core,
                 conn,
                 raw,
                 kind,
                 from.as_str(),
-                &domain,
+                to.as_str(),
                 StanzaError::new(StanzaCondition::NotAcceptable).with_type(ErrorType::Cancel),
                 Some(("blocked", NS_BLOCKING_ERRORS)),
             );
