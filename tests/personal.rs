@@ -11,12 +11,24 @@ use std::process::Command;
 
 use common::{COMMAND_TIMEOUT, DOMAIN, ScenarioOutput, Server, ServerOptions, Transport};
 
-fn personal_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/personal.py")
+fn script(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(file)
 }
 
 /// Runs a scenario of personal.py (same arguments as scenarios.py); `env` is passed on.
 fn scenario(server: &Server, name: &str, users: &[&str], env: &[(&str, &str)]) -> ScenarioOutput {
+    scenario_of(server, "personal.py", name, users, env)
+}
+
+fn scenario_of(
+    server: &Server,
+    file: &str,
+    name: &str,
+    users: &[&str],
+    env: &[(&str, &str)],
+) -> ScenarioOutput {
     let python = common::client_python();
     let mut args = server.scenario_args(Transport::StartTls);
     for u in users {
@@ -24,13 +36,13 @@ fn scenario(server: &Server, name: &str, users: &[&str], env: &[(&str, &str)]) -
         args.push((*u).to_string());
     }
     let mut command = Command::new(python);
-    command.arg(personal_script()).arg(name).args(&args);
+    command.arg(script(file)).arg(name).args(&args);
     for (k, v) in env {
         command.env(k, v);
     }
     let output = common::run_with_timeout(&mut command, common::SCENARIO_TIMEOUT);
     let out = ScenarioOutput {
-        command: format!("personal.py {name} {}", args.join(" ")),
+        command: format!("{file} {name} {}", args.join(" ")),
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -62,6 +74,22 @@ fn omemo_keys_are_readable_with_open_access_and_preconditions_are_checked() {
     let out = scenario(&server, "omemo-keys", &["alice:pw", "bob:pw"], &[]);
     assert!(!out.events("omemo-keys-fetched").is_empty(), "{out}");
     assert!(!out.events("precondition-not-met").is_empty(), "{out}");
+}
+
+#[test]
+fn omemo_messages_between_two_independent_clients() {
+    // slixmpp-omemo (python-omemo): identities, device lists and bundles in PEP with
+    // open access and publish-options, device discovery through +notify, then one
+    // encrypted message each way.
+    let server = Server::start(with_users(ServerOptions::secure(), &["alice", "bob"]));
+    let out = scenario_of(
+        &server,
+        "omemo_scenario.py",
+        "omemo-chat",
+        &["alice:pw", "bob:pw"],
+        &[],
+    );
+    assert!(!out.events("omemo-exchanged").is_empty(), "{out}");
 }
 
 #[test]
