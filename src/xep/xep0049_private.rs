@@ -120,7 +120,7 @@ fn private_set(core: &mut Core, req: &IqRequest) -> IqReply {
     let new = xml.as_ref().map_or(0, |v| 48 + key.len() + v.len());
     let adds = !p.private.contains_key(&key) && xml.is_some();
     if (adds && p.private.len() >= CAP_PRIVATE_ITEMS)
-        || p.footprint() - old + new > core.cfg.limits.max_personal_bytes
+        || p.footprint().saturating_sub(old) + new > core.cfg.limits.max_personal_bytes
     {
         return IqReply::Error(
             StanzaError::new(StanzaCondition::ResourceConstraint)

@@ -53,7 +53,7 @@ pub fn store_vcard(core: &mut Core, owner: &str, vcard: String) -> Result<(), St
         return Err(StanzaError::new(StanzaCondition::ItemNotFound));
     };
     let old = p.vcard.as_ref().map_or(0, |v| 24 + v.len());
-    if p.footprint() - old + 24 + vcard.len() > core.cfg.limits.max_personal_bytes {
+    if p.footprint().saturating_sub(old) + 24 + vcard.len() > core.cfg.limits.max_personal_bytes {
         return Err(StanzaError::new(StanzaCondition::ResourceConstraint)
             .with_text("the account's personal data is at its limit"));
     }
