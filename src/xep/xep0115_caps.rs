@@ -89,13 +89,20 @@ impl CapsCache {
     }
 }
 
+/// Longest `ver` and `node` remembered: a base64 SHA-512 is 88 characters and client
+/// nodes are URLs; longer values are ignored so the cache stays small.
+const MAX_CAPS_VER_BYTES: usize = 128;
+const MAX_CAPS_NODE_BYTES: usize = 512;
+
 /// The `<c/>` of a presence: `(hash, node, ver)`.
 fn caps_of(presence: &Element) -> Option<(Option<String>, String, String)> {
     let c = presence.child("c", NS_CAPS)?;
+    let node = c.attr("node").filter(|n| n.len() <= MAX_CAPS_NODE_BYTES)?;
+    let ver = c.attr("ver").filter(|v| v.len() <= MAX_CAPS_VER_BYTES)?;
     Some((
         c.attr("hash").map(str::to_string),
-        c.attr("node")?.to_string(),
-        c.attr("ver")?.to_string(),
+        node.to_string(),
+        ver.to_string(),
     ))
 }
 
