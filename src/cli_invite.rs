@@ -90,23 +90,27 @@ fn store_invite(data_dir: &Path, token: &str, invite: Invite) -> Result<(), Stri
             {
                 return Err(format!("{name}: the account exists or is already reserved"));
             }
+            // Expired invitations go first, as the server does (the table stays bounded).
             let now = unix_now();
-            let live = db
+            let mut records: Vec<Record> = db
                 .server
                 .invites
-                .values()
-                .filter(|i| i.expires_unix > now)
-                .count();
-            if live >= CAP_INVITES {
+                .iter()
+                .filter(|(_, i)| i.expires_unix <= now)
+                .map(|(t, _)| Record::Server {
+                    change: ServerChange::InviteDelete { token: t.clone() },
+                })
+                .collect();
+            if db.server.invites.len() - records.len() >= CAP_INVITES {
                 return Err("the server holds its maximum number of unused invitations".into());
             }
-            let record = Record::Server {
+            records.push(Record::Server {
                 change: ServerChange::InviteSet {
                     token: token.to_string(),
                     invite,
                 },
-            };
-            store.append(&[record]).map_err(|e| e.to_string())
+            });
+            store.append(&records).map_err(|e| e.to_string())
         }
         None => {
             let mut line = format!("invite {token} {}", invite.expires_unix);
