@@ -425,6 +425,9 @@ fn closest<'k>(word: &str, candidates: impl Iterator<Item = &'k str>) -> Option<
         return None;
     }
     candidates
+        // Issue 7 (more keys): a length difference over 2 already means more than two
+        // edits, so those candidates need no distance computed (same result, cheaper).
+        .filter(|c| c.len().abs_diff(word.len()) <= 2)
         .map(|c| (edit_distance(word, c), c))
         .filter(|(d, c)| *d <= 2 && *d * 2 <= c.len())
         .min_by_key(|(d, _)| *d)
