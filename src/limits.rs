@@ -206,8 +206,11 @@ pub const DEFAULT_BLOCKLIST_ITEMS: usize = 256;
 /// recently used entry is dropped when full.
 pub const CAP_CAPS_CACHE: usize = 64;
 
-/// `+notify` nodes remembered per client version; a client asks for about ten.
+/// `+notify` nodes remembered per client version (a client asks for about ten), and
+/// the bytes of their names: with one list per cached version and per connection, the
+/// worst case is (CAP_CAPS_CACHE + CAP_CONNECTIONS) × 4 KiB = 1.25 MiB.
 pub const CAP_NOTIFY_NODES: usize = 64;
+pub const CAP_NOTIFY_BYTES: usize = 4096;
 
 /// Requests the server itself sent (disco#info for capabilities) that await an answer,
 /// and how long an answer may take. A request that times out or is pushed out is

@@ -20,7 +20,7 @@ use super::pending_iq::{Awaiting, ID_PREFIX};
 use super::{Module, xep0030_disco::NS_DISCO_INFO};
 use crate::core::Core;
 use crate::jid::Jid;
-use crate::limits::{CAP_CAPS_CACHE, CAP_NOTIFY_NODES, CAP_PEP_NAME_BYTES};
+use crate::limits::{CAP_CAPS_CACHE, CAP_NOTIFY_BYTES, CAP_NOTIFY_NODES, CAP_PEP_NAME_BYTES};
 use crate::router::ConnId;
 use crate::xml::escape::escape_attr;
 use crate::xml::{Element, NS_CLIENT, RawElement};
@@ -206,11 +206,16 @@ fn on_iq_response(core: &mut Core, conn: ConnId, from: &Jid, raw: &RawElement) -
 
 /// The nodes of `NODE+notify` features (XEP-0163 §4.3.1), bounded.
 fn notify_nodes(query: &Element) -> Vec<String> {
+    let mut budget = CAP_NOTIFY_BYTES;
     let mut nodes: Vec<String> = query
         .elements()
         .filter(|f| f.name == "feature" && f.ns == NS_DISCO_INFO)
         .filter_map(|f| f.attr("var")?.strip_suffix("+notify"))
         .filter(|n| !n.is_empty() && n.len() <= CAP_PEP_NAME_BYTES)
+        .take_while(|n| {
+            budget = budget.saturating_sub(n.len());
+            budget > 0
+        })
         .map(str::to_string)
         .take(CAP_NOTIFY_NODES)
         .collect();
