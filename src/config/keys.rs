@@ -682,6 +682,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn register_and_contact_keys_are_checked() {
+        let ok = super::super::Config::parse(
+            Path::new("x.toml"),
+            "[register]\nenabled = true\nmode = \"open\"\n[contact]\nadmin = [\"xmpp:admin@example.org\", \"mailto:a@example.org\"]\n",
+        )
+        .expect("valid");
+        assert!(ok.register.enabled && ok.register.open);
+        assert_eq!(ok.contact.admin.len(), 2);
+        let bad = super::super::Config::parse(
+            Path::new("x.toml"),
+            "[register]\nmode = \"closed\"\n[contact]\nabuse = [\"admin@example.org\"]\n",
+        )
+        .expect_err("invalid");
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].message.contains("registration mode"));
+        assert!(bad[1].message.contains("not a URI"));
+    }
+
+    #[test]
     fn limit_specs_are_documented() {
         assert!(LIMIT_SPECS.iter().all(|s| !s.doc.is_empty()));
     }
