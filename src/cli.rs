@@ -31,6 +31,7 @@ enum Command {
     Serve(ServeArgs),
     User(UserArgs),
     CheckConfig(CheckConfigArgs),
+    Invite(InviteArgs),
 }
 
 #[derive(FromArgs)]
@@ -148,12 +149,37 @@ struct CheckConfigArgs {
     config: PathBuf,
 }
 
+#[derive(FromArgs)]
+/// Invite someone to register an account (XEP-0401): prints an xmpp: URI and a QR code
+/// that an app like Conversations can scan. Needs [register] enabled = true.
+#[argh(subcommand, name = "invite")]
+struct InviteArgs {
+    /// reserve this account name for the invitee (default: the invitee chooses)
+    #[argh(option)]
+    user: Option<String>,
+    /// days the invitation stays valid (default: 7, at most 365)
+    #[argh(option, default = "crate::limits::DEFAULT_INVITE_DAYS")]
+    days: u64,
+    /// print only the URI, no QR code
+    #[argh(switch)]
+    no_qr: bool,
+    /// configuration file (for the domain and data directory)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// data directory (overrides the config file)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+}
+
 pub fn run() -> i32 {
     let cli: Cli = argh::from_env();
     match cli.command {
         Command::Serve(a) => serve(a),
         Command::CheckConfig(a) => check_config(&a.config),
         Command::User(u) => user(u.command),
+        Command::Invite(a) => {
+            crate::cli_invite::invite(a.user, a.days, a.no_qr, a.config.as_deref(), a.data_dir)
+        }
     }
 }
 
@@ -244,7 +270,10 @@ fn serve(a: ServeArgs) -> i32 {
 }
 
 /// Domain and data directory for the account commands.
-fn user_context(config: Option<&Path>, data_dir: Option<PathBuf>) -> Result<Config, i32> {
+pub(crate) fn user_context(
+    config: Option<&Path>,
+    data_dir: Option<PathBuf>,
+) -> Result<Config, i32> {
     let mut cfg = load_config(config)?;
     if let Some(d) = data_dir {
         cfg.data_dir = d;
@@ -253,7 +282,7 @@ fn user_context(config: Option<&Path>, data_dir: Option<PathBuf>) -> Result<Conf
 }
 
 /// The normalised localpart of `alice@domain` (or of a bare `alice`).
-fn account_name(jid: &str, domain: &str) -> Result<String, String> {
+pub(crate) fn account_name(jid: &str, domain: &str) -> Result<String, String> {
     let (local, dom) = match jid.split_once('@') {
         Some((l, d)) => (l, Some(d)),
         None => (jid, None),
@@ -408,7 +437,7 @@ fn apply_change(cfg: &Config, name: &str, change: Change) -> Result<(), String> 
 }
 
 /// The store if no server holds it (`None` when a server does).
-fn open_store(data_dir: &Path) -> Result<Option<(FileStore, crate::db::Db)>, String> {
+pub(crate) fn open_store(data_dir: &Path) -> Result<Option<(FileStore, crate::db::Db)>, String> {
     net::files::create_private_dir(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     match FileStore::open(&data_dir.join("store"), u64::MAX) {
         Ok((store, db, _)) => Ok(Some((store, db))),
@@ -417,7 +446,7 @@ fn open_store(data_dir: &Path) -> Result<Option<(FileStore, crate::db::Db)>, Str
     }
 }
 
-fn control_request(data_dir: &Path, line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn control_request(data_dir: &Path, line: &str) -> Result<Vec<String>, String> {
     match control::request(data_dir, line) {
         Ok(Ok(lines)) => Ok(lines),
         Ok(Err(msg)) => Err(msg),

@@ -119,6 +119,8 @@ pub struct User {
     /// requester's bare JID, with the optional `<status/>` text of the request.
     pub pending_in: BTreeMap<String, Option<String>>,
     pub mam: MamPrefs,
+    /// PEP, vCard, private XML, block list (issue 7; see `crate::personal`).
+    pub personal: crate::personal::Personal,
 }
 
 impl User {
@@ -129,6 +131,7 @@ impl User {
             roster_ver: 0,
             pending_in: BTreeMap::new(),
             mam: MamPrefs::default(),
+            personal: crate::personal::Personal::default(),
         }
     }
 
@@ -181,6 +184,16 @@ pub enum Record {
         user: String,
         prefs: MamPrefs,
     },
+    // ---- issue 7: personal data and registration invites (see `crate::personal`) ----
+    /// A change to an account's PEP nodes, vCard, private XML or block list.
+    Personal {
+        user: String,
+        change: crate::personal::PersonalChange,
+    },
+    /// A change to server-wide data (registration invites); belongs to no account.
+    Server {
+        change: crate::personal::ServerChange,
+    },
 }
 
 impl Record {
@@ -193,7 +206,9 @@ impl Record {
             | Record::RosterDelete { user, .. }
             | Record::PendingInSet { user, .. }
             | Record::PendingInDelete { user, .. }
-            | Record::MamPrefs { user, .. } => user,
+            | Record::MamPrefs { user, .. }
+            | Record::Personal { user, .. } => user,
+            Record::Server { .. } => "",
         }
     }
 }
@@ -202,6 +217,8 @@ impl Record {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Db {
     pub users: BTreeMap<String, User>,
+    /// Registration invites (issue 7).
+    pub server: crate::personal::ServerData,
 }
 
 impl Db {
@@ -251,6 +268,12 @@ impl Db {
                     u.mam = prefs.clone();
                 }
             }
+            Record::Personal { user, change } => {
+                if let Some(u) = self.users.get_mut(user) {
+                    u.personal.apply(change);
+                }
+            }
+            Record::Server { change } => self.server.apply(change),
         }
     }
 
@@ -286,6 +309,15 @@ impl Db {
                     prefs: u.mam.clone(),
                 });
             }
+            for change in u.personal.to_changes() {
+                out.push(Record::Personal {
+                    user: name.clone(),
+                    change,
+                });
+            }
+        }
+        for change in self.server.to_changes() {
+            out.push(Record::Server { change });
         }
         out
     }

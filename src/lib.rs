@@ -22,6 +22,8 @@ pub mod archive;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod c2s;
 pub mod cli;
+// Issue 7: `xmppd invite` (shell side).
+pub mod cli_invite;
 pub mod config;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod core;
@@ -39,6 +41,9 @@ pub mod logging;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod message;
 pub mod net;
+// Issue 7: PEP, vCard, private XML, block list and invites as plain data.
+#[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+pub mod personal;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 pub mod presence;
 #[cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

@@ -235,6 +235,78 @@ pub const ARCHIVE_INDEX_BYTES_PER_ENTRY: usize = 96;
 pub const ARCHIVE_INDEX_BYTES_PER_SEGMENT: usize = 96;
 pub const ARCHIVE_INDEX_BYTES_PER_ACCOUNT: usize = 128;
 
+// ---- Issue 7: personal data services (PEP, vCard, private XML, blocking, registration) ----
+
+/// PEP nodes per account. A modern client uses about ten (OMEMO device list and bundles
+/// in two namespaces per device, avatar data and metadata, nickname, bookmarks); 64 leaves
+/// room for several devices and clients.
+pub const CAP_PEP_NODES: usize = 128;
+pub const DEFAULT_PEP_NODES: usize = 64;
+
+/// Items kept per node, the value `pubsub#max_items = max` stands for. Bookmarks
+/// (XEP-0402) keep one item per room, so this is also the number of rooms a user can
+/// bookmark.
+pub const CAP_PEP_ITEMS_PER_NODE: usize = 256;
+pub const DEFAULT_PEP_ITEMS_PER_NODE: usize = 128;
+
+/// Bytes of personal data per account (PEP items, vCard, private XML, block list), as
+/// held in memory. An OMEMO bundle is 5-10 KiB per device and namespace, an avatar
+/// 10-40 KiB of base64: 128 KiB holds a user with three devices and an avatar.
+pub const CAP_PERSONAL_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_PERSONAL_BYTES: usize = 128 * 1024;
+
+/// Largest serialised vCard (XEP-0054), photo included. Below the store's 64 KiB field
+/// cap; 48 KiB takes a typical avatar as a vCard PHOTO (XEP-0153 / XEP-0398).
+pub const CAP_VCARD_BYTES: usize = 60 * 1024;
+pub const DEFAULT_VCARD_BYTES: usize = 48 * 1024;
+
+/// Largest serialised PEP item payload: the store's 64 KiB field cap, with margin.
+pub const CAP_PEP_ITEM_BYTES: usize = 60 * 1024;
+
+/// Node names and item ids are short in practice (namespaces, SHA-1 hashes, room JIDs);
+/// the cap keeps them from dominating the per-account byte count.
+pub const CAP_PEP_NAME_BYTES: usize = 1024;
+
+/// Private XML (XEP-0049) elements per account; clients store a handful.
+pub const CAP_PRIVATE_ITEMS: usize = 32;
+
+/// Blocked JIDs per account (XEP-0191): enough for a spam wave, bounded so a user
+/// cannot grow the store without limit.
+pub const CAP_BLOCKLIST_ITEMS: usize = 1024;
+pub const DEFAULT_BLOCKLIST_ITEMS: usize = 256;
+
+/// XEP-0115 capabilities cache: distinct client versions remembered with the PEP nodes
+/// they want notifications for. A household runs a few client builds; the least
+/// recently used entry is dropped when full.
+pub const CAP_CAPS_CACHE: usize = 64;
+
+/// `+notify` nodes remembered per client version (a client asks for about ten), and
+/// the bytes of their names: with one list per cached version and per connection, the
+/// worst case is (CAP_CAPS_CACHE + CAP_CONNECTIONS) × 4 KiB = 1.25 MiB.
+pub const CAP_NOTIFY_NODES: usize = 64;
+pub const CAP_NOTIFY_BYTES: usize = 4096;
+
+/// Requests the server itself sent (disco#info for capabilities) that await an answer,
+/// and how long an answer may take. A request that times out or is pushed out is
+/// forgotten; a late answer is then ignored.
+pub const CAP_PENDING_IQS: usize = 64;
+pub const PENDING_IQ_TIMEOUT_MS: u64 = 30_000;
+
+/// Registration invitations stored at once (XEP-0401); each is a few bytes.
+pub const CAP_INVITES: usize = 256;
+/// Default and longest validity of an invitation.
+pub const DEFAULT_INVITE_DAYS: u64 = 7;
+pub const MAX_INVITE_DAYS: u64 = 365;
+
+/// In-band registration (XEP-0077) attempts per IP address and per hour, and per hour
+/// for the whole server, so a host on the LAN cannot mass-create accounts. The table of
+/// addresses drops its oldest entry when full.
+pub const DEFAULT_REGISTER_PER_IP_PER_HOUR: usize = 5;
+pub const CAP_REGISTER_PER_IP_PER_HOUR: usize = 100;
+pub const REGISTER_PER_HOUR_TOTAL: usize = 50;
+pub const REGISTER_WINDOW_MS: u64 = 3_600_000;
+pub const CAP_REGISTER_ADDRESSES: usize = 64;
+
 /// Limits in force at run time. Built from the defaults above, then lowered (or raised up
 /// to the capacity) by the config file. [`Limits::check`] enforces the capacities.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,6 +333,13 @@ pub struct Limits {
     pub sm_max_resume_secs: u32,
     pub max_offline_messages: usize,
     pub max_offline_bytes: usize,
+    // Issue 7.
+    pub max_pep_nodes: usize,
+    pub max_pep_items_per_node: usize,
+    pub max_personal_bytes: usize,
+    pub max_vcard_bytes: usize,
+    pub max_blocklist_items: usize,
+    pub register_per_ip_per_hour: usize,
 }
 
 impl Default for Limits {
@@ -288,6 +367,12 @@ impl Default for Limits {
             sm_max_resume_secs: DEFAULT_SM_MAX_RESUME_SECS,
             max_offline_messages: DEFAULT_OFFLINE_MESSAGES,
             max_offline_bytes: DEFAULT_OFFLINE_BYTES,
+            max_pep_nodes: DEFAULT_PEP_NODES,
+            max_pep_items_per_node: DEFAULT_PEP_ITEMS_PER_NODE,
+            max_personal_bytes: DEFAULT_PERSONAL_BYTES,
+            max_vcard_bytes: DEFAULT_VCARD_BYTES,
+            max_blocklist_items: DEFAULT_BLOCKLIST_ITEMS,
+            register_per_ip_per_hour: DEFAULT_REGISTER_PER_IP_PER_HOUR,
         }
     }
 }
@@ -497,6 +582,55 @@ pub const LIMIT_SPECS: &[LimitSpec] = &[
         CAP_OFFLINE_BYTES,
         "Bytes of messages kept for one account while it is offline."
     ),
+    // Issue 7: personal data services.
+    limit_spec!(
+        "max_pep_nodes",
+        max_pep_nodes,
+        usize,
+        8,
+        CAP_PEP_NODES,
+        "PEP nodes (avatar, OMEMO keys, bookmarks...) one account may have."
+    ),
+    limit_spec!(
+        "max_pep_items_per_node",
+        max_pep_items_per_node,
+        usize,
+        1,
+        CAP_PEP_ITEMS_PER_NODE,
+        "Items one PEP node keeps at most; also what pubsub#max_items = max means."
+    ),
+    limit_spec!(
+        "max_personal_bytes",
+        max_personal_bytes,
+        usize,
+        16384,
+        CAP_PERSONAL_BYTES,
+        "Bytes of PEP items, vCard, private XML and block list one account may keep."
+    ),
+    limit_spec!(
+        "max_vcard_bytes",
+        max_vcard_bytes,
+        usize,
+        1024,
+        CAP_VCARD_BYTES,
+        "Largest vCard (XEP-0054), photo included, in bytes."
+    ),
+    limit_spec!(
+        "max_blocklist_items",
+        max_blocklist_items,
+        usize,
+        1,
+        CAP_BLOCKLIST_ITEMS,
+        "Addresses one account may block (XEP-0191)."
+    ),
+    limit_spec!(
+        "register_per_ip_per_hour",
+        register_per_ip_per_hour,
+        usize,
+        1,
+        CAP_REGISTER_PER_IP_PER_HOUR,
+        "In-band registration attempts allowed from one IP address per hour."
+    ),
 ];
 
 impl Limits {
@@ -513,10 +647,12 @@ impl Limits {
             + FIXED_BYTES_PER_CONNECTION
     }
 
-    /// The most memory one account's stored state can hold: its roster bound, twice
-    /// (compaction copies the state while it writes the snapshot).
+    /// The most memory one account's stored state can hold: its roster and personal data
+    /// (PEP, vCard, private XML, block list) bounds, twice (compaction copies the state
+    /// while it writes the snapshot).
     pub fn per_account_bytes(&self) -> usize {
-        2 * (self.max_roster_bytes + BYTES_PER_ACCOUNT) + self.max_offline_bytes
+        2 * (self.max_roster_bytes + self.max_personal_bytes + BYTES_PER_ACCOUNT)
+            + self.max_offline_bytes
     }
 
     /// Worst-case memory of the whole server (README "Memory"):

@@ -114,6 +114,12 @@ impl Core {
             .get(id)
             .and_then(|c| c.session.as_ref())
             .is_some_and(|s| s.available);
+        // Issue 7 hook: modules may add to available presence (XEP-0153 photo hash).
+        let raw = if ptype == PresenceType::Available {
+            crate::xep::hooks::rewrite_presence(self, id, from, raw)
+        } else {
+            raw
+        };
         if ptype == PresenceType::Available {
             // §4.7.2.3: priority is an integer in -128..=127.
             let priority = match Element::parse(&raw, NS_CLIENT) {
@@ -170,6 +176,10 @@ impl Core {
         }
         if ptype == PresenceType::Available && !was_available {
             self.initial_presence_extras(id, from, &user, account);
+        }
+        // Issue 7 hook: entity capabilities and PEP last items (XEP-0115, XEP-0163).
+        if ptype == PresenceType::Available {
+            crate::xep::hooks::available_presence(self, id, from, &raw, !was_available);
         }
     }
 

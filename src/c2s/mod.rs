@@ -220,6 +220,8 @@ impl Core {
                             b"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>",
                         );
                     }
+                    // Issue 7 hook: in-band registration (XEP-0077, XEP-0445).
+                    crate::xep::hooks::write_preauth_features(self, proto.tls, &mut f);
                 }
             }
             Stage::Authenticated => {
@@ -309,6 +311,13 @@ impl Core {
             (Stage::Bound, NS_CSI, "inactive") => self.csi_set(id, true),
             (Stage::Authenticated, _, "iq") if ns == NS_CLIENT => {
                 self.c2s_pre_bind_iq(id, proto, &raw)
+            }
+            // Issue 7 hook: in-band registration before login (XEP-0077); any other iq
+            // is still not-authorized (RFC 6120 §6.1).
+            (Stage::Negotiating, NS_CLIENT, "iq") => {
+                if !crate::xep::hooks::preauth_iq(self, id, proto.tls, &raw) {
+                    self.stream_error(id, proto, StreamCondition::NotAuthorized, None);
+                }
             }
             _ if Kind::of(name, ns).is_some() => {
                 // RFC 6120 §6.1, §7.1: no stanzas before authentication and binding.

@@ -51,6 +51,10 @@ pub enum Kind {
     },
     /// An array of `ADDR:PORT` strings (IPv6 addresses in brackets); may be empty.
     Addresses,
+    /// Issue 7: one of a fixed set of words.
+    Choice(&'static [&'static str]),
+    /// Issue 7: an array of URIs (`xmpp:`, `mailto:`, `https:` …); may be empty.
+    Uris,
 }
 
 impl fmt::Display for Kind {
@@ -62,6 +66,8 @@ impl fmt::Display for Kind {
             Kind::Bool => f.write_str("true | false"),
             Kind::Integer { min, max } => write!(f, "integer {min}..={max}"),
             Kind::Addresses => f.write_str("array of \"ADDR:PORT\""),
+            Kind::Choice(words) => f.write_str(&words.join(" | ")),
+            Kind::Uris => f.write_str("array of \"SCHEME:…\" URIs"),
         }
     }
 }
@@ -341,6 +347,55 @@ pub const KEYS: &[KeyDoc] = &[
         default: DefaultValue::Int(DEFAULT_ARCHIVE_SEGMENT_KIB as u64),
         doc: "KiB per archive segment file (the unit in which space is reclaimed).",
         setter: Setter::Fn(set_archive_segment_kib),
+    },
+    // ---- issue 7: in-band registration (XEP-0077) and contact addresses (XEP-0157) ----
+    KeyDoc {
+        section: "register",
+        key: "enabled",
+        kind: Kind::Bool,
+        default: DefaultValue::Bool(false),
+        doc: "Let clients create accounts themselves (XEP-0077 in-band registration).",
+        setter: Setter::Fn(set_register_enabled),
+    },
+    KeyDoc {
+        section: "register",
+        key: "mode",
+        kind: Kind::Choice(&["invite", "open"]),
+        default: DefaultValue::Str("invite"),
+        doc: "invite: only with a token from `xmppd invite` (XEP-0401/0445); open: anyone who can reach the server.",
+        setter: Setter::Fn(set_register_mode),
+    },
+    KeyDoc {
+        section: "contact",
+        key: "admin",
+        kind: Kind::Uris,
+        default: DefaultValue::Strs(&[]),
+        doc: "Addresses of the server's administrators, e.g. [\"xmpp:admin@example.org\", \"mailto:admin@example.org\"] (XEP-0157).",
+        setter: Setter::Fn(set_contact_admin),
+    },
+    KeyDoc {
+        section: "contact",
+        key: "abuse",
+        kind: Kind::Uris,
+        default: DefaultValue::Strs(&[]),
+        doc: "Addresses for reporting abuse (XEP-0157).",
+        setter: Setter::Fn(set_contact_abuse),
+    },
+    KeyDoc {
+        section: "contact",
+        key: "support",
+        kind: Kind::Uris,
+        default: DefaultValue::Strs(&[]),
+        doc: "Addresses where users get help (XEP-0157).",
+        setter: Setter::Fn(set_contact_support),
+    },
+    KeyDoc {
+        section: "contact",
+        key: "security",
+        kind: Kind::Uris,
+        default: DefaultValue::Strs(&[]),
+        doc: "Addresses for reporting security problems (XEP-0157).",
+        setter: Setter::Fn(set_contact_security),
     },
 ];
 
@@ -622,9 +677,106 @@ fn set_compact_log_bytes(
     Ok(())
 }
 
+// ---- issue 7 setters ----
+
+fn set_register_enabled(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    config.register.enabled = one(boolean(value))?;
+    Ok(())
+}
+
+fn set_register_mode(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    let text = one(string(value))?;
+    config.register.open = match text {
+        "open" => true,
+        "invite" => false,
+        other => {
+            return Err(vec![Fault::at_key(format!(
+                "{} is not a registration mode; use \"invite\" or \"open\"",
+                quote(other)
+            ))]);
+        }
+    };
+    Ok(())
+}
+
+/// XEP-0157 §2: each value is a URI; a scheme is what makes it one.
+fn uris(value: &Value) -> Result<Vec<String>, Vec<Fault>> {
+    let elements: &[(usize, String)] = match value {
+        Value::Strs(list) => list,
+        Value::EmptyArray => &[],
+        other => return Err(vec![wrong_type("an array of strings", other)]),
+    };
+    let mut faults = Vec::new();
+    let mut out = Vec::new();
+    for (line, text) in elements {
+        let scheme_ok = text.split_once(':').is_some_and(|(scheme, rest)| {
+            !scheme.is_empty()
+                && !rest.is_empty()
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        });
+        if scheme_ok {
+            out.push(text.clone());
+        } else {
+            faults.push(Fault {
+                line: Some(*line),
+                message: format!(
+                    "{} is not a URI (write for example \"xmpp:admin@example.org\" or \"mailto:admin@example.org\")",
+                    quote(text)
+                ),
+            });
+        }
+    }
+    if faults.is_empty() {
+        Ok(out)
+    } else {
+        Err(faults)
+    }
+}
+
+fn set_contact_admin(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    config.contact.admin = uris(value)?;
+    Ok(())
+}
+
+fn set_contact_abuse(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    config.contact.abuse = uris(value)?;
+    Ok(())
+}
+
+fn set_contact_support(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    config.contact.support = uris(value)?;
+    Ok(())
+}
+
+fn set_contact_security(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    config.contact.security = uris(value)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_and_contact_keys_are_checked() {
+        let ok = super::super::Config::parse(
+            Path::new("x.toml"),
+            "[register]\nenabled = true\nmode = \"open\"\n[contact]\nadmin = [\"xmpp:admin@example.org\", \"mailto:a@example.org\"]\n",
+        )
+        .expect("valid");
+        assert!(ok.register.enabled && ok.register.open);
+        assert_eq!(ok.contact.admin.len(), 2);
+        let bad = super::super::Config::parse(
+            Path::new("x.toml"),
+            "[register]\nmode = \"closed\"\n[contact]\nabuse = [\"admin@example.org\"]\n",
+        )
+        .expect_err("invalid");
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].message.contains("registration mode"));
+        assert!(bad[1].message.contains("not a URI"));
+    }
 
     #[test]
     fn limit_specs_are_documented() {

@@ -55,6 +55,23 @@ pub struct StorageConfig {
     pub archive_segment_kib: u32,
 }
 
+/// Issue 7: in-band registration (XEP-0077).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegisterConfig {
+    pub enabled: bool,
+    /// Anyone may register; otherwise only with an invitation token (XEP-0445).
+    pub open: bool,
+}
+
+/// Issue 7: contact addresses published in service discovery (XEP-0157), as URIs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContactConfig {
+    pub admin: Vec<String>,
+    pub abuse: Vec<String>,
+    pub support: Vec<String>,
+    pub security: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub domain: String,
@@ -65,6 +82,8 @@ pub struct Config {
     pub c2s: C2sConfig,
     pub storage: StorageConfig,
     pub limits: Limits,
+    pub register: RegisterConfig,
+    pub contact: ContactConfig,
 }
 
 /// One problem found in a config file.
@@ -115,6 +134,8 @@ impl Default for Config {
                 archive_segment_kib: crate::limits::DEFAULT_ARCHIVE_SEGMENT_KIB,
             },
             limits: Limits::default(),
+            register: RegisterConfig::default(),
+            contact: ContactConfig::default(),
         }
     }
 }
@@ -414,6 +435,9 @@ fn closest<'k>(word: &str, candidates: impl Iterator<Item = &'k str>) -> Option<
         return None;
     }
     candidates
+        // Issue 7 (more keys): a length difference over 2 already means more than two
+        // edits, so those candidates need no distance computed (same result, cheaper).
+        .filter(|c| c.len().abs_diff(word.len()) <= 2)
         .map(|c| (edit_distance(word, c), c))
         .filter(|(d, c)| *d <= 2 && *d * 2 <= c.len())
         .min_by_key(|(d, _)| *d)
@@ -663,7 +687,7 @@ auth_timeout_secs = 10
             "[server]\n",
             1,
             "server",
-            "the sections are [tls], [c2s], [storage], [limits]",
+            "the sections are [tls], [c2s], [storage], [register], [contact], [limits]",
         );
         assert_one(
             "[c2s]\nlisten_tsl = []\n",

@@ -153,6 +153,8 @@ pub enum AdminError {
     NoSuchUser,
     TooManyAccounts,
     InvalidJid,
+    /// Issue 7: the server holds its maximum number of registration invitations.
+    TooManyInvites,
 }
 
 impl std::fmt::Display for AdminError {
@@ -162,6 +164,9 @@ impl std::fmt::Display for AdminError {
             AdminError::NoSuchUser => "no such account",
             AdminError::TooManyAccounts => "the server holds its maximum number of accounts",
             AdminError::InvalidJid => "not a valid address of this server",
+            AdminError::TooManyInvites => {
+                "the server holds its maximum number of unused invitations"
+            }
         })
     }
 }
@@ -211,6 +216,9 @@ pub struct Core {
     /// The iq being handled, for [`Requester`].
     pub(crate) requester: Option<Requester>,
     ping_counter: u64,
+    /// Issue 7: run-time state of the extension modules (caps cache, pending requests
+    /// the server sent, per-connection extras, registration rate limit).
+    pub(crate) ext: crate::xep::state::XepState,
 }
 
 /// Deadlines that only need to be roughly right (idle probes) are rounded up to the sweep
@@ -258,6 +266,7 @@ impl Core {
             uncommitted: VecDeque::new(),
             requester: None,
             ping_counter: 0,
+            ext: crate::xep::state::XepState::default(),
         }
     }
 
@@ -890,6 +899,13 @@ impl Core {
         self.archive_requests
             .push(crate::archive::ArchiveRequest { token, query });
         token
+    }
+
+    /// Issue 7: sets what later output of the current input waits for. In-band
+    /// registration reuses `admin_user_set` (which releases the hold) but must not
+    /// acknowledge the new account before it is durable; admin paths clear it.
+    pub(crate) fn set_hold(&mut self, seq: Option<u64>) {
+        self.hold = seq;
     }
 
     fn signal(&mut self, id: ConnId) {

@@ -90,6 +90,12 @@ impl Core {
                 }
             },
         };
+        // Issue 7 hook: a block list (XEP-0191) may stop an addressed stanza here.
+        if let Some(t) = &to
+            && xep::hooks::outbound_filter(self, id, &from, t, kind, &raw)
+        {
+            return;
+        }
         match kind {
             Kind::Message => self.route_message(id, &from, to, &raw),
             Kind::Presence => self.presence_from_client(id, &from, to, raw),
@@ -162,6 +168,10 @@ impl Core {
             }
             _ => Urgency::Now,
         };
+        // Issue 7 hook: what a block list (XEP-0191) hides is dropped silently.
+        if !xep::hooks::may_deliver(self, from, target, raw) {
+            return;
+        }
         let prefixes = sender
             .and_then(|s| self.conns.get(s))
             .map(|c| c.extra_prefixes.clone())
@@ -467,7 +477,9 @@ impl Core {
             },
         };
         if !itype.is_request() {
-            // Results and errors for the server (roster push acknowledgements...): consumed.
+            // Results and errors for the server (roster push acknowledgements...): consumed,
+            // after the modules that sent requests of their own had a look (issue 7 hook).
+            xep::hooks::iq_response(self, id, from, &raw);
             return;
         }
         let Ok(iq) = Element::parse(&raw, NS_CLIENT) else {

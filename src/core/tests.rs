@@ -783,3 +783,7 @@ fn a_store_failure_undoes_the_change_and_answers_resource_constraint() {
     h.commit();
     assert!(h.recv(a).contains("id='again'"));
 }
+
+// Issue 7: transcripts of the personal data services, with this harness.
+#[path = "tests_personal.rs"]
+mod personal;

@@ -26,6 +26,15 @@ pub(crate) enum Undo {
         user: String,
         prev: Option<crate::db::MamPrefs>,
     },
+    /// Issue 7: personal data (`crate::personal`) and server-wide invites.
+    Personal {
+        user: String,
+        undo: crate::personal::PersonalUndo,
+    },
+    Invite {
+        token: String,
+        prev: Option<crate::personal::Invite>,
+    },
 }
 
 /// What `record` will replace in `db` (call before applying it).
@@ -58,6 +67,19 @@ pub(crate) fn undo_for(db: &Db, record: &Record) -> Undo {
             user: user.clone(),
             prev: db.users.get(user).map(|u| u.mam.clone()),
         },
+        Record::Personal { user, change } => Undo::Personal {
+            user: user.clone(),
+            undo: db
+                .users
+                .get(user)
+                .map_or(crate::personal::PersonalUndo::VCard(None), |u| {
+                    u.personal.undo_for(change)
+                }),
+        },
+        Record::Server { change } => {
+            let (token, prev) = db.server.undo_for(change);
+            Undo::Invite { token, prev }
+        }
     }
 }
 
@@ -107,6 +129,12 @@ pub(crate) fn apply_undo(db: &mut Db, undo: Undo) {
                 u.mam = prev;
             }
         }
+        Undo::Personal { user, undo } => {
+            if let Some(u) = db.users.get_mut(&user) {
+                u.personal.apply_undo(undo);
+            }
+        }
+        Undo::Invite { token, prev } => db.server.apply_undo(token, prev),
     }
 }
 

@@ -83,6 +83,17 @@ async fn execute(shared: &Shared, line: &str) -> String {
                 None => return "ERR malformed credentials\n".into(),
             },
             ("del", _) => st.core.admin_user_delete(user),
+            // Issue 7: `invite TOKEN EXPIRES_UNIX [ACCOUNT]` (xmppd invite).
+            ("invite", Some(expires)) => {
+                let Ok(expires_unix) = expires.parse::<u64>() else {
+                    return "ERR malformed invitation\n".into();
+                };
+                let invite = crate::personal::Invite {
+                    account: parts.next().map(str::to_string),
+                    expires_unix,
+                };
+                st.core.admin_invite_add(user, invite)
+            }
             _ => return "ERR unknown command\n".into(),
         }
     };

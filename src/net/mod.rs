@@ -324,6 +324,21 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
     );
     core.load_archive(archived.next_id, archived.offline);
     let stores = persist::Stores { db: store, archive };
+    // Issue 7: settings of the extension modules, and the wall clock at the core's 0.
+    core.configure_services(crate::xep::state::ServicesConfig {
+        register_enabled: cfg.register.enabled,
+        register_open: cfg.register.open,
+        scram_iterations: cfg.scram_iterations,
+        contact: vec![
+            ("admin-addresses", cfg.contact.admin.clone()),
+            ("abuse-addresses", cfg.contact.abuse.clone()),
+            ("support-addresses", cfg.contact.support.clone()),
+            ("security-addresses", cfg.contact.security.clone()),
+        ],
+        start_unix_secs: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    });
     let (store_wake, store_rx) = smol::channel::bounded(1);
     let (timer_wake, timer_rx) = smol::channel::bounded(1);
     let shared = Arc::new(Shared {

@@ -32,8 +32,16 @@ use std::fmt;
 use crate::db::{MamDefault, MamPrefs, Record, RosterItem, Subscription};
 use crate::sasl::{Credentials, ScramKeys};
 
-/// Version written in every file header; readers refuse files with any other version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version written in every file header; readers refuse files of a later version.
+/// Version 2 added the issue 7 record kinds (tags 32 and up, see `codec_personal.rs`).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Oldest version this build still reads: a newer build reads every older version.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
+
+// Issue 7: personal data records; a child module so it shares the reader and writers.
+#[path = "codec_personal.rs"]
+mod personal;
 
 /// Largest string or byte string in a record. Every text the server stores is far smaller
 /// (JID parts are at most 1023 bytes, RFC 7622 §3); the cap exists so that a damaged length
@@ -324,6 +332,8 @@ fn encode_record_fields(record: &Record, out: &mut Vec<u8>) -> Result<(), Encode
             put_str_list(out, &prefs.always)?;
             put_str_list(out, &prefs.never)?;
         }
+        Record::Personal { user, change } => personal::encode_personal(user, change, out)?,
+        Record::Server { change } => personal::encode_server(change, out)?,
     }
     Ok(())
 }
@@ -464,6 +474,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
                 },
             }
         }
+        t if personal::owns_tag(t) => personal::decode(t, &mut r, tag_offset)?,
         unknown => {
             return Err(DecodeError::UnknownTag {
                 offset: tag_offset,
@@ -853,7 +864,7 @@ impl<'a> HeaderReader<'a> {
             Some(v) => u32::from_le_bytes(v),
             None => return Err(HeaderError::Truncated { len: bytes.len() }),
         };
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion { version });
         }
         match bytes.get(..size) {
@@ -1082,7 +1093,7 @@ pub(crate) mod tests {
         .encode();
         assert_eq!(
             header.get(..20),
-            Some(&b"XMPPDLOG\x01\x00\x00\x00\x08\x07\x06\x05\x04\x03\x02\x01"[..])
+            Some(&b"XMPPDLOG\x02\x00\x00\x00\x08\x07\x06\x05\x04\x03\x02\x01"[..])
         );
         assert_eq!(
             header.get(20..),
@@ -1093,7 +1104,7 @@ pub(crate) mod tests {
             records: 0x0A0B,
         }
         .encode();
-        assert_eq!(snapshot.get(..12), Some(&b"XMPPDSNP\x01\x00\x00\x00"[..]));
+        assert_eq!(snapshot.get(..12), Some(&b"XMPPDSNP\x02\x00\x00\x00"[..]));
         assert_eq!(
             snapshot.get(20..28),
             Some(&[0x0B, 0x0A, 0, 0, 0, 0, 0, 0][..])
@@ -1361,10 +1372,10 @@ pub(crate) mod tests {
             Err(HeaderError::Truncated { len: 10 })
         );
         let mut newer = bytes;
-        newer[8] = 2;
+        newer[8] = 3;
         assert_eq!(
             LogHeader::decode(&newer),
-            Err(HeaderError::UnsupportedVersion { version: 2 })
+            Err(HeaderError::UnsupportedVersion { version: 3 })
         );
         for i in 12..bytes.len() {
             let mut damaged = bytes;

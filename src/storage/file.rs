@@ -1090,11 +1090,11 @@ mod tests {
         store_with_batches(&dir);
         let log = dir.file(LOG_FILE);
         let mut bytes = read(&log);
-        bytes[8] = 2;
+        bytes[8] = 3;
         write(&log, &bytes);
         match FileStore::open(dir.path(), NO_COMPACTION) {
             Err(StoreError::UnsupportedVersion { path, version }) => {
-                assert_eq!((path, version), (log, 2));
+                assert_eq!((path, version), (log, 3));
             }
             other => panic!("expected UnsupportedVersion, got {:?}", other.map(|r| r.2)),
         }

@@ -14,6 +14,23 @@ pub mod xep0199_ping;
 pub mod xep0280_carbons;
 pub mod xep0313_mam;
 pub mod xep0352_csi;
+// Issue 7: personal data services and their supporting pieces.
+pub mod data_forms;
+pub mod hooks;
+pub mod pending_iq;
+pub mod state;
+pub mod xep0049_private;
+pub mod xep0054_vcard;
+pub mod xep0060_pubsub;
+pub mod xep0077_register;
+pub mod xep0115_caps;
+pub mod xep0157_contact;
+pub mod xep0163_pep;
+pub mod xep0191_blocking;
+pub mod xep0398_avatar_conversion;
+pub mod xep0402_bookmarks;
+
+pub use hooks::{HOOKS, Hooks};
 
 use crate::core::Core;
 use crate::error::{StanzaCondition, StanzaError};
@@ -34,6 +51,16 @@ pub static MODULES: &[&Module] = &[
     &xep0160_offline::MODULE,
     &xep0280_carbons::MODULE,
     &xep0313_mam::MODULE,
+    // Issue 7.
+    &xep0163_pep::MODULE,
+    &xep0115_caps::MODULE,
+    &xep0054_vcard::MODULE,
+    &xep0398_avatar_conversion::MODULE,
+    &xep0049_private::MODULE,
+    &xep0402_bookmarks::MODULE,
+    &xep0191_blocking::MODULE,
+    &xep0077_register::MODULE,
+    &xep0157_contact::MODULE,
 ];
 
 /// The namespace of stanza error conditions, for elements modules write by hand.

@@ -67,31 +67,61 @@ pub fn features_for(target: IqTarget) -> Vec<&'static str> {
     v
 }
 
-fn info(_core: &mut Core, req: &IqRequest) -> IqReply {
-    // No nodes are published yet: a node query names something that does not exist.
-    if req.payload.attr("node").is_some() {
-        return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
+/// The account a disco request to a bare JID concerns (issue 7: PEP nodes live there).
+fn account_of(core: &Core, req: &IqRequest) -> Option<String> {
+    super::state::owner_of(core, req)
+        .filter(|_| req.target != IqTarget::Server)
+        .map(|(o, _)| o)
+}
+
+fn info(core: &mut Core, req: &IqRequest) -> IqReply {
+    if let Some(node) = req.payload.attr("node") {
+        // Issue 7 hook: PEP nodes of an account (XEP-0060 §5.3); nothing else has nodes.
+        return match account_of(core, req)
+            .and_then(|owner| super::hooks::account_node_info(core, &owner, &req.from, node))
+        {
+            Some(q) => IqReply::Result(Some(q)),
+            None => IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound)),
+        };
     }
     let mut q = Element::new("query", NS_DISCO_INFO);
     q = match req.target {
         IqTarget::Server => q.with_child(identity("server", "im", Some("xmppd"))),
         // XEP-0030 §3.1 / Registrar: a registered account on this server.
         IqTarget::OwnAccount | IqTarget::OtherAccount(_) => {
-            q.with_child(identity("account", "registered", None))
+            let mut q = q.with_child(identity("account", "registered", None));
+            // Issue 7 hook: e.g. XEP-0163's pubsub/pep.
+            for (category, kind) in super::hooks::account_identities() {
+                q = q.with_child(identity(category, kind, None));
+            }
+            q
         }
     };
     for f in features_for(req.target) {
         q = q.with_child(Element::new("feature", NS_DISCO_INFO).with_attr("var", f));
     }
+    // Issue 7 hook: XEP-0128 extended information (XEP-0157 contact addresses).
+    if req.target == IqTarget::Server {
+        for form in super::hooks::server_info_forms(core) {
+            q = q.with_child(form);
+        }
+    }
     IqReply::Result(Some(q))
 }
 
-fn items(_core: &mut Core, req: &IqRequest) -> IqReply {
+fn items(core: &mut Core, req: &IqRequest) -> IqReply {
     if req.payload.attr("node").is_some() {
         return IqReply::Error(StanzaError::new(StanzaCondition::ItemNotFound));
     }
     // Services (MUC, upload) will list themselves here when they exist.
-    IqReply::Result(Some(Element::new("query", NS_DISCO_ITEMS)))
+    let mut q = Element::new("query", NS_DISCO_ITEMS);
+    // Issue 7 hook: an account lists its PEP nodes (XEP-0060 §5.2).
+    if let Some(owner) = account_of(core, req) {
+        for item in super::hooks::account_items(core, &owner, &req.from) {
+            q = q.with_child(item);
+        }
+    }
+    IqReply::Result(Some(q))
 }
 
 #[cfg(test)]
