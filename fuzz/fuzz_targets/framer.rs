@@ -19,7 +19,7 @@
 use libfuzzer_sys::fuzz_target;
 use xmppd::limits::CAP_XML_DEPTH;
 use xmppd::xml::{Element, Frame, FrameError, FrameLimits, Framer, Node, RawElement};
-use xmppd_fuzz::{Reader, stream_header, strict};
+use xmppd_fuzz::{Reader, stream_header};
 
 const STANZA_LIMITS: [usize; 5] = [256, 1024, 4096, 8192, 65536];
 
@@ -168,12 +168,6 @@ fn check_element(raw: &RawElement, default_ns: &str, extra: &[(String, String)],
         // write_with_addresses is meant for stanzas in the stream's content namespace.
         return;
     }
-    if !strict() && prefixed_with_other_default(raw) {
-        // Known bug (fuzz/artifacts-found/framer-prefixed-stanza-changes-namespace):
-        // the element is written unprefixed but keeps its `xmlns`, which then applies
-        // to it, so it leaves the content namespace.
-        return;
-    }
     let from = ADDRESSES[usize::from(addresses & 3)];
     let to = ADDRESSES[usize::from((addresses >> 2) & 3)];
     let mut written = Vec::new();
@@ -201,17 +195,6 @@ fn check_element(raw: &RawElement, default_ns: &str, extra: &[(String, String)],
         raw.as_str(),
         String::from_utf8_lossy(&written)
     );
-}
-
-/// `<p:name xmlns='other'>`: a prefixed element name with a default namespace declaration
-/// that differs from the element's own namespace.
-fn prefixed_with_other_default(raw: &RawElement) -> bool {
-    let text = raw.as_str().get(1..).unwrap_or_default();
-    let qname_end = text
-        .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
-        .unwrap_or(text.len());
-    let prefixed = text.get(..qname_end).is_some_and(|q| q.contains(':'));
-    prefixed && raw.attr("xmlns").is_some_and(|default| default != raw.ns())
 }
 
 /// Frames `xml` alone on a fresh stream whose default namespace is `default_ns`, with

@@ -17,13 +17,6 @@ pub fn tracing() -> bool {
     *TRACE.get_or_init(|| std::env::var_os("XMPPD_FUZZ_TRACE").is_some_and(|v| v == "1"))
 }
 
-/// `XMPPD_FUZZ_STRICT=1` turns off the tolerance of known bugs (README.md), to reproduce
-/// them or to check a fix.
-pub fn strict() -> bool {
-    static STRICT: OnceLock<bool> = OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("XMPPD_FUZZ_STRICT").is_some_and(|v| v == "1"))
-}
-
 /// Prints when tracing is on.
 #[macro_export]
 macro_rules! trace {

@@ -482,7 +482,10 @@ impl Core {
                 }
                 continue;
             }
-            if conn.out.is_finished() {
+            // A connection between `<proceed/>` and the end of its TLS handshake is
+            // "finished" for output but must still meet its login deadline (found by
+            // fuzzing: otherwise it escapes the timeout and holds a slot for ever).
+            if conn.out.is_finished() && !conn.out.starttls_pending() {
                 continue;
             }
             if let Some(d) = conn.deadline {
@@ -1039,6 +1042,15 @@ impl Core {
 
     /// Ends a connection with a stream error.
     pub(crate) fn kill(&mut self, id: ConnId, cond: StreamCondition, text: Option<&str>) {
+        if self.conns.get(id).is_some_and(|c| c.out.starttls_pending()) {
+            // Mid-STARTTLS nothing more can be said in plaintext: the connection just goes.
+            if let Some(c) = self.conns.get_mut(id) {
+                c.out.abort();
+            }
+            self.signal(id);
+            self.end_session(id);
+            return;
+        }
         if self.conns.get(id).is_none_or(|c| c.out.is_finished()) {
             return;
         }

@@ -161,6 +161,11 @@ impl Outbox {
         self.after = Some(Action::Close);
     }
 
+    /// `<proceed/>` was queued: the connection is between plaintext and TLS.
+    pub fn starttls_pending(&self) -> bool {
+        self.after == Some(Action::StartTls)
+    }
+
     pub fn is_finished(&self) -> bool {
         self.after.is_some()
     }

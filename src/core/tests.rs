@@ -787,3 +787,22 @@ fn a_store_failure_undoes_the_change_and_answers_resource_constraint() {
 // Issue 7: transcripts of the personal data services, with this harness.
 #[path = "tests_personal.rs"]
 mod personal;
+
+#[test]
+fn a_connection_stuck_in_starttls_still_meets_its_login_deadline() {
+    // Found by fuzzing: between <proceed/> and the end of the handshake the connection
+    // must not escape the timeout.
+    let mut h = H::new(true);
+    let id = h.open();
+    h.send(id, HEADER);
+    h.recv(id);
+    h.send(id, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    let (_, action) = h.recv_action(id);
+    assert_eq!(action, Some(Action::StartTls));
+    h.now = Millis(31_000);
+    h.core.handle_timeout(h.now);
+    assert_eq!(h.recv_action(id).1, Some(Action::Close));
+    h.core.tls_established(id, None, h.now);
+    h.send(id, HEADER);
+    assert_eq!(h.recv_action(id).1, Some(Action::Close), "still closing after the handshake");
+}

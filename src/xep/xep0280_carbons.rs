@@ -108,6 +108,11 @@ pub fn as_forwarded(stanza: &[u8]) -> Vec<u8> {
         .iter()
         .position(|b| *b == b' ' || *b == b'>' || *b == b'/')
         .unwrap_or(stanza.len());
+    // A prefixed stanza (`<c:message xmlns:c='jabber:client'>`) binds its own namespace
+    // and may declare a default for its children: nothing to add.
+    if stanza[..name_end].contains(&b':') {
+        return stanza.to_vec();
+    }
     let mut v = Vec::with_capacity(stanza.len() + 24);
     v.extend_from_slice(&stanza[..name_end]);
     v.extend_from_slice(b" xmlns='jabber:client'");

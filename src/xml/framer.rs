@@ -191,9 +191,9 @@ impl RawElement {
     /// top element when the content uses them.
     ///
     /// Meant for stanzas in the stream's content namespace. A prefixed element name
-    /// (`<c:message xmlns:c='jabber:client'>`) is written unprefixed; its declarations are
-    /// kept since descendants may use them, and so is a default namespace declaration
-    /// on it, which then applies only to descendants.
+    /// (`<c:message xmlns:c='jabber:client'>`) keeps its prefix and declarations: written
+    /// unprefixed, a default namespace declared on it (`xmlns='urn:x'`, meant for the
+    /// children) would move the element itself into that namespace (found by fuzzing).
     pub fn write_with_addresses(
         &self,
         out: &mut Vec<u8>,
@@ -201,8 +201,13 @@ impl RawElement {
         to: Option<&str>,
         extra_prefixes: &[(String, String)],
     ) {
-        let name = self.name();
         let prefixed = self.name.start > 1;
+        // The qualified name as received: `<` is at 0, the name runs to the local end.
+        let name = if prefixed {
+            self.slice(Span { start: 1, end: self.name.end })
+        } else {
+            self.name()
+        };
         out.push(b'<');
         out.extend_from_slice(name.as_bytes());
         for (attr_name, value) in [("from", from), ("to", to)] {
@@ -2279,7 +2284,7 @@ mod tests {
     }
 
     #[test]
-    fn write_with_addresses_drops_the_element_prefix() {
+    fn write_with_addresses_keeps_the_element_prefix() {
         let raw = RawElement::from_xml(
             "<c:message xmlns:c='jabber:client' to='x@y'><c:body>hi</c:body><c:thread/></c:message>",
             NS_CLIENT,
@@ -2288,10 +2293,20 @@ mod tests {
         let out = rewrite(&raw, Some("a@b"), Some("x@y"), &[]);
         assert_eq!(
             out,
-            "<message from='a@b' to='x@y' xmlns:c='jabber:client'><c:body>hi</c:body><c:thread/></message>"
+            "<c:message from='a@b' to='x@y' xmlns:c='jabber:client'><c:body>hi</c:body><c:thread/></c:message>"
         );
         let again = RawElement::from_xml(&out, NS_CLIENT).unwrap();
         assert_eq!((again.name(), again.ns()), ("message", NS_CLIENT));
+        // Found by fuzzing: a default namespace declared on a prefixed stanza is meant for
+        // its children; written unprefixed it would capture the stanza itself.
+        let raw = RawElement::from_xml(
+            "<c:message xmlns:c='jabber:client' xmlns='urn:example' to='x@y'><body/></c:message>",
+            NS_CLIENT,
+        )
+        .unwrap();
+        let out = rewrite(&raw, Some("a@b"), Some("x@y"), &[]);
+        let again = RawElement::from_xml(&out, NS_CLIENT).unwrap();
+        assert_eq!((again.name(), again.ns()), ("message", NS_CLIENT), "{out}");
     }
 
     #[test]
