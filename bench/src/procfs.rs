@@ -7,10 +7,20 @@ use std::time::Duration;
 
 /// Resident set size in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The anonymous (private: heap, stacks) part of the resident set in KiB; the rest of VmRSS
+/// is file pages (the executable, shared libraries) that other processes may share.
+pub fn rss_anon_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
 }
@@ -176,6 +186,7 @@ mod tests {
     fn reads_own_process() {
         let me = std::process::id();
         assert!(rss_kib(me).is_some_and(|k| k > 0));
+        assert!(rss_anon_kib(me).is_some_and(|k| k > 0 && Some(k) <= rss_kib(me)));
         assert!(rss_kib(u32::MAX).is_none() && cpu_time(u32::MAX).is_none());
         let ticks_before = cpu_time(me).unwrap();
         let w = Window::start(Some(me));

@@ -37,14 +37,17 @@ pub fn machine_description() -> Vec<String> {
         .unwrap_or(0.0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let debian = std::fs::read_to_string("/etc/debian_version").unwrap_or_default();
-    let virt = command_output("systemd-detect-virt", &[]).or_else(|| {
-        command_output("lscpu", &[]).and_then(|o| {
-            o.lines().find_map(|l| {
-                l.strip_prefix("Hypervisor vendor:")
-                    .map(|v| v.trim().to_string())
-            })
+    let hypervisor = command_output("lscpu", &[]).and_then(|o| {
+        o.lines().find_map(|l| {
+            l.strip_prefix("Hypervisor vendor:")
+                .map(|v| format!("{} guest", v.trim()))
         })
     });
+    let container = command_output("systemd-detect-virt", &["--container"]).filter(|c| c != "none");
+    let virt = match (hypervisor, container) {
+        (Some(h), Some(c)) => Some(format!("{h}, in a {c} container")),
+        (h, c) => h.or(c.map(|c| format!("{c} container"))),
+    };
     let mut lines = vec![
         format!("CPU: {model}, {cpus} logical CPUs"),
         format!("memory: {mem_gib:.1} GiB"),
@@ -302,6 +305,15 @@ pub fn write_report(input: &ReportInput) -> String {
         let _ = writeln!(out, "- {l}");
     }
     let _ = writeln!(out, "- load average before the run: {}", input.load_before);
+    if let Some(load) = Stats::of(&info.load_samples) {
+        let _ = writeln!(
+            out,
+            "- 1-minute load average sampled before each server's turn: median {:.2}, {:.2}–{:.2} \
+             (the benchmark itself adds about 1; more means other work shared the machine, which \
+             slows rates and latencies but hardly the CPU-per-unit figures)",
+            load.median, load.min, load.max
+        );
+    }
     out.push_str("- the generator and the server share the machine's cores\n\n");
     out.push_str("## Versions\n\n");
     for v in versions() {
@@ -395,8 +407,10 @@ fn config_section(out: &mut String, input: &ReportInput) {
          work directory (state in a temporary directory, never the system's configuration), with the \
          same ECDSA P-256 certificate, accounts `bench0`…`bench{}` whose SCRAM-SHA-1 keys were \
          derived with 4096 PBKDF2 iterations (Prosody's default of 10000 lowered to match), SASL \
-         **{}** for every login, TLS 1.3 negotiated by rustls on the client, no TLS session \
-         resumption (every login pays a full handshake). Logging at warning level.\n",
+         **{}** for every login. TLS 1.3 with the generator's rustls client: TLS_AES_256_GCM_SHA384 \
+         (its first choice, as in OpenSSL's default list; all three servers follow the client's \
+         order), X25519, no session resumption (every login pays a full handshake). Logging at \
+         warning level.\n",
         o.sessions.max(o.contacts),
         o.mechanism.name()
     );
@@ -414,7 +428,8 @@ fn config_section(out: &mut String, input: &ReportInput) {
          mod_carbons, mod_mam, mod_caps/PEP, mod_register, HTTP/MQTT/STUN listeners; shapers off \
          (`c2s_shaper: none`), `starttls_required: false`, `auth_password_format: scram`, mnesia; \
          started with ejabberdctl's VM flags (`+K true +P 250000`) under its own node name and \
-         epmd port.\n\n",
+         epmd port. The Erlang VM's schedulers spin briefly before sleeping (its defaults, left \
+         as packaged); that spinning counts in ejabberd's CPU time.\n\n",
     );
     if !input.info.process_names.is_empty() {
         let names: Vec<String> = input
@@ -448,8 +463,10 @@ fn config_section(out: &mut String, input: &ReportInput) {
          answers `subscribed`); all online over {tls}; the hub changes presence {r} times with \
          at most {fw} changes in flight; server CPU ÷ deliveries (the hub's own echo is not \
          counted as a delivery).\n\n\
-         Server CPU = utime + stime of all its threads from `/proc/PID/stat`; memory = VmRSS from \
-         `/proc/PID/status`. xmppd's default limits (256 connections, 8 resources per account) \
+         Server CPU = utime + stime of all its threads from `/proc/PID/stat` (10 ms ticks), \
+         refined to nanoseconds with the threads' `/proc/PID/task/*/schedstat` when both agree \
+         within the tick resolution; memory = VmRSS from `/proc/PID/status`; generator CPU from \
+         getrusage. xmppd's default limits (256 connections, 8 resources per account) \
          bound N: {n} idle sessions and {ct} + 1 fan-out sessions fit within them.\n",
         mech = o.mechanism.name(),
         settle = o.settle,

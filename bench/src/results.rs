@@ -45,6 +45,13 @@ pub const METRICS: &[Metric] = &[
     ),
     m("idle_rss_mib", "RSS idle after start", "MiB", Lower, 2),
     m(
+        "idle_anon_mib",
+        "… of which anonymous (RssAnon: heap, stacks; the rest is file pages)",
+        "MiB",
+        Lower,
+        2,
+    ),
+    m(
         "idle_plain_kib",
         "memory per idle session, plain TCP",
         "KiB",

@@ -172,6 +172,8 @@ pub struct RunInfo {
     pub process_names: BTreeMap<String, String>,
     pub subscriptions_created: BTreeMap<String, usize>,
     pub wall: Duration,
+    /// 1-minute load average before each server's turn.
+    pub load_samples: Vec<f64>,
 }
 
 fn check_sizes(opts: &SuiteOptions, spec: &ServerSpec) -> Result<(), String> {
@@ -239,6 +241,9 @@ pub fn run_suite(
     for rep in 1..=opts.reps {
         for spec in &specs {
             let tag = format!("rep {rep}/{} · {}", opts.reps, spec.name);
+            if let Some(load) = one_minute_load() {
+                info.load_samples.push(load);
+            }
             if let Err(e) = run_server_rep(opts, spec, &tag, &progress, results) {
                 progress.say(&format!("{tag} · FAILED: {e}"));
                 results.failures.push(format!("{tag}: {e}"));
@@ -248,6 +253,15 @@ pub fn run_suite(
     info.wall = progress.elapsed();
     progress.say("done");
     Ok(())
+}
+
+fn one_minute_load() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Starts the server, measures the cold start (first login) and the idle RSS after `settle`.
@@ -276,6 +290,11 @@ fn start_measured(
         "idle_rss_mib",
         &spec.name,
         procfs::rss_kib(running.pid).map(|k| k as f64 / 1024.0),
+    );
+    results.add(
+        "idle_anon_mib",
+        &spec.name,
+        procfs::rss_anon_kib(running.pid).map(|k| k as f64 / 1024.0),
     );
     Ok(running)
 }
