@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# Peers for the benchmark: installs Prosody and ejabberd from Debian's packages, and prepares
+# xmppd, Prosody and ejabberd side by side on loopback, each with its own ports, its own config
+# and all of its state under one work directory. Nothing under /etc is read or changed, no system
+# service is started, and every process this script starts is stopped by its PID.
+#
+#   bench/peers.sh install          apt-get install prosody ejabberd (services kept from starting)
+#   bench/peers.sh prepare WORK     certificate, configs, accounts; WORK/NAME/{server.env,run.sh}
+#   bench/peers.sh cleanup WORK     stop what prepare left running (ejabberd's epmd) by PID
+#
+# The benchmark (xmppd-bench suite --work WORK) starts each server with `exec WORK/NAME/run.sh`
+# so that the PID it holds is the server's own (for /proc/PID/status and /proc/PID/stat).
+#
+# Alike on all three: domain "localhost"; STARTTLS offered but not required (the plain scenarios
+# log in without TLS); direct TLS (XEP-0368) on a second port; the same ECDSA P-256 certificate;
+# passwords stored as SCRAM-SHA-1 keys derived with 4096 PBKDF2 iterations; no offline storage,
+# no stream management, no carbons, no archive, no rate limits (Prosody's mod_limits and
+# ejabberd's shapers are off); logging at warning level to a file.
+#
+# Environment (defaults in brackets): XMPPD_BIN [target/release/xmppd], BENCH_USERS [201: accounts
+# PREFIX0 .. PREFIX200], BENCH_PREFIX [bench], BENCH_PASSWORD [bench-password],
+# XMPPD_PORT/XMPPD_TLS_PORT [16222/16223], PROSODY_PORT/PROSODY_TLS_PORT [17222/17223],
+# EJABBERD_PORT/EJABBERD_TLS_PORT [18222/18223], EJABBERD_EPMD_PORT [18369].
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+DOMAIN=localhost
+USERS="${BENCH_USERS:-201}"
+PREFIX="${BENCH_PREFIX:-bench}"
+PASSWORD="${BENCH_PASSWORD:-bench-password}"
+ITERATIONS=4096
+XMPPD_BIN="${XMPPD_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/xmppd}"
+XMPPD_PORT="${XMPPD_PORT:-16222}"
+XMPPD_TLS_PORT="${XMPPD_TLS_PORT:-16223}"
+PROSODY_PORT="${PROSODY_PORT:-17222}"
+PROSODY_TLS_PORT="${PROSODY_TLS_PORT:-17223}"
+EJABBERD_PORT="${EJABBERD_PORT:-18222}"
+EJABBERD_TLS_PORT="${EJABBERD_TLS_PORT:-18223}"
+EJABBERD_EPMD_PORT="${EJABBERD_EPMD_PORT:-18369}"
+EJABBERD_NODE="xmppdbench@localhost"
+EJABBERD_COOKIE="xmppdbenchcookie"
+
+log() { printf 'peers: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+# --------------------------------------------------------------------------------------------
+install_peers() {
+    local missing=()
+    command -v prosody >/dev/null || missing+=(prosody)
+    [ -x /usr/sbin/ejabberdctl ] || missing+=(ejabberd)
+    command -v openssl >/dev/null || missing+=(openssl)
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "prosody, ejabberd and openssl are installed"
+        return
+    fi
+    [ "$(id -u)" = 0 ] || die "installing ${missing[*]} needs root"
+    # The packages' maintainer scripts would start system services on the default ports:
+    # policy-rc.d exit 101 ("action forbidden") stops invoke-rc.d from doing so. An existing
+    # policy-rc.d is left as it is; one we add is removed afterwards.
+    local added_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+    [ -n "$added_policy" ] && rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+
+# --------------------------------------------------------------------------------------------
+write_server_env() { # NAME PORT TLS_PORT
+    cat >"$WORK/$1/server.env" <<EOF
+name=$1
+host=127.0.0.1
+port=$2
+tls_port=$3
+domain=$DOMAIN
+prefix=$PREFIX
+password=$PASSWORD
+users=$USERS
+run=$WORK/$1/run.sh
+EOF
+}
+
+make_certificate() {
+    # One ECDSA P-256 certificate for all three servers, so the TLS handshake costs the same
+    # signature on each (xmppd would otherwise generate its own P-256 key, Prosody and ejabberd
+    # ship RSA snakeoil certificates).
+    mkdir -p "$WORK/tls"
+    if [ ! -s "$WORK/tls/cert.pem" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" -days 3650 \
+            -subj "/CN=$DOMAIN" -addext "subjectAltName=DNS:$DOMAIN" 2>/dev/null
+        cat "$WORK/tls/cert.pem" "$WORK/tls/key.pem" >"$WORK/tls/combined.pem"
+        chmod 644 "$WORK/tls/"*.pem
+    fi
+}
+
+user_names() { seq 0 $((USERS - 1)) | sed "s/^/$PREFIX/"; }
+
+# --------------------------------------------------------------------------------------------
+prepare_xmppd() {
+    local dir="$WORK/xmppd"
+    [ -x "$XMPPD_BIN" ] || die "no xmppd binary at $XMPPD_BIN (cargo build --release, or set XMPPD_BIN)"
+    mkdir -p "$dir"
+    cat >"$dir/xmppd.toml" <<EOF
+domain = "$DOMAIN"
+data_dir = "$dir/data"
+log_level = "warn"
+scram_iterations = $ITERATIONS
+
+[tls]
+certificate = "$WORK/tls/cert.pem"
+key = "$WORK/tls/key.pem"
+
+[c2s]
+listen = ["127.0.0.1:$XMPPD_PORT"]
+listen_tls = ["127.0.0.1:$XMPPD_TLS_PORT"]
+require_encryption = false
+allow_plain_unencrypted = true
+EOF
+    "$XMPPD_BIN" check-config --config "$dir/xmppd.toml" >&2
+    cat >"$dir/run.sh" <<EOF
+#!/bin/sh
+exec "$XMPPD_BIN" serve --config "$dir/xmppd.toml" 2>>"$dir/xmppd.log"
+EOF
+    chmod +x "$dir/run.sh"
+    if [ ! -f "$dir/users.done" ]; then
+        log "xmppd: creating $USERS accounts"
+        rm -rf "$dir/data"
+        # One at a time: `user add` locks the store (a second one would take it for a server).
+        user_names | xargs -I{} "$XMPPD_BIN" user add "{}@$DOMAIN" --password "$PASSWORD" \
+            --config "$dir/xmppd.toml" >/dev/null
+        touch "$dir/users.done"
+    fi
+    write_server_env xmppd "$XMPPD_PORT" "$XMPPD_TLS_PORT"
+}
+
+# --------------------------------------------------------------------------------------------
+prepare_prosody() {
+    local dir="$WORK/prosody"
+    mkdir -p "$dir/data"
+    cat >"$dir/prosody.cfg.lua" <<EOF
+-- Generated by bench/peers.sh; all state under $dir.
+run_as_root = true            -- the benchmark runs as root in a throwaway machine
+daemonize = false
+pidfile = "$dir/prosody.pid"
+data_path = "$dir/data"
+plugin_paths = {}
+admins = {}
+certificates = "$WORK/tls"
+network_backend = "epoll"
+log = { warn = "$dir/prosody.log" }
+
+-- Same features as xmppd: roster, presence, disco, ping, version, legacy session, TLS, SASL.
+-- mod_limits is NOT loaded (it would throttle each connection to ~3000 bytes/s).
+modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "version" }
+-- Auto-loaded modules without an xmppd counterpart: no offline storage, no s2s.
+modules_disabled = { "offline", "s2s", "s2s_auth_certs" }
+
+authentication = "internal_hashed"
+default_iteration_count = $ITERATIONS  -- Prosody's default is 10000; xmppd and ejabberd use 4096
+storage = "internal"
+
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+c2s_ports = { $PROSODY_PORT }
+c2s_interfaces = { "127.0.0.1" }
+c2s_direct_tls_ports = { $PROSODY_TLS_PORT }
+c2s_direct_tls_interfaces = { "127.0.0.1" }
+s2s_ports = {}
+component_ports = {}
+http_ports = {}
+https_ports = {}
+
+ssl = { certificate = "$WORK/tls/cert.pem", key = "$WORK/tls/key.pem" }
+
+VirtualHost "$DOMAIN"
+    ssl = { certificate = "$WORK/tls/cert.pem", key = "$WORK/tls/key.pem" }
+EOF
+    cat >"$dir/run.sh" <<EOF
+#!/bin/sh
+exec prosody --config "$dir/prosody.cfg.lua" -F
+EOF
+    chmod +x "$dir/run.sh"
+    if [ ! -f "$dir/users.done" ]; then
+        log "prosody: creating $USERS accounts"
+        rm -rf "$dir/data" && mkdir -p "$dir/data"
+        user_names | xargs -P 2 -I{} prosodyctl --config "$dir/prosody.cfg.lua" \
+            register "{}" "$DOMAIN" "$PASSWORD" >/dev/null
+        touch "$dir/users.done"
+    fi
+    write_server_env prosody "$PROSODY_PORT" "$PROSODY_TLS_PORT"
+}
+
+# --------------------------------------------------------------------------------------------
+ejabberd_env() {
+    # Its own epmd port (ERL_EPMD_PORT) and node name, so it can never clash with a system
+    # ejabberd or any other Erlang node; HOME points into WORK so no ~/.erlang.cookie is written.
+    export HOME="$WORK/ejabberd"
+    export ERL_EPMD_PORT="$EJABBERD_EPMD_PORT"
+    export ERL_EPMD_ADDRESS=127.0.0.1
+    export ERL_LIBS=/usr/lib/x86_64-linux-gnu
+    export EJABBERD_CONFIG_PATH="$WORK/ejabberd/ejabberd.yml"
+    export EJABBERD_LOG_PATH="$WORK/ejabberd/log/ejabberd.log"
+    export ERL_CRASH_DUMP="$WORK/ejabberd/log/erl_crash.dump"
+    export ERL_INETRC="$WORK/ejabberd/inetrc"
+    export ERL_MAX_PORTS=32000 ERL_MAX_ETS_TABLES=1400
+}
+
+start_epmd() {
+    local pidfile="$WORK/ejabberd/epmd.pid"
+    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+    ejabberd_env
+    epmd -address 127.0.0.1 -port "$EJABBERD_EPMD_PORT" >/dev/null 2>&1 &
+    echo $! >"$pidfile"
+    sleep 0.3
+}
+
+ejabberd_rpc() { # ERLANG-EXPRESSION (evaluated on the ejabberd node)
+    ejabberd_env
+    erl -sname "xmppdbenchctl$$" -hidden -noinput -setcookie "$EJABBERD_COOKIE" -start_epmd false \
+        -eval "R = rpc:call('$EJABBERD_NODE', erlang, apply, [fun() -> $1 end, []]), io:format(\"~p~n\", [R]), halt()."
+}
+
+prepare_ejabberd() {
+    local dir="$WORK/ejabberd"
+    [ -d /usr/lib/x86_64-linux-gnu/ejabberd-23.01 ] || log "warning: expected ejabberd 23.01 (Debian 12)"
+    mkdir -p "$dir/spool" "$dir/log"
+    echo '{lookup,[file,native]}.' >"$dir/inetrc"
+    echo '127.0.0.1 localhost.' >/dev/null
+    cat >"$dir/ejabberd.yml" <<EOF
+# Generated by bench/peers.sh; all state under $dir.
+loglevel: warning
+log_rotate_count: 0
+hosts:
+  - "$DOMAIN"
+certfiles:
+  - "$WORK/tls/combined.pem"
+listen:
+  -
+    port: $EJABBERD_PORT
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    max_stanza_size: 65536
+    starttls: true
+    starttls_required: false
+    shaper: none
+  -
+    port: $EJABBERD_TLS_PORT
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    max_stanza_size: 65536
+    tls: true
+    shaper: none
+auth_method: internal
+auth_password_format: scram
+auth_scram_hash: sha
+disable_sasl_mechanisms:
+  - "digest-md5"
+  - "x-oauth2"
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  c2s:
+    allow: all
+  local:
+    allow: local
+shaper_rules:
+  max_user_sessions: 10
+  c2s_shaper: none
+# Same features as xmppd: roster, presence, disco, ping, version. No offline storage, no
+# stream management, no carbons, no archive, no caps/PEP, no registration, no web/API/MQTT.
+modules:
+  mod_roster:
+    versioning: true
+  mod_disco: {}
+  mod_ping: {}
+  mod_version:
+    show_os: false
+EOF
+    cat >"$dir/run.sh" <<EOF
+#!/bin/sh
+# erl execs erlexec, which execs beam.smp: the PID stays the same.
+export HOME="$dir" ERL_EPMD_PORT="$EJABBERD_EPMD_PORT" ERL_EPMD_ADDRESS=127.0.0.1
+export ERL_LIBS=/usr/lib/x86_64-linux-gnu
+export EJABBERD_CONFIG_PATH="$dir/ejabberd.yml" EJABBERD_LOG_PATH="$dir/log/ejabberd.log"
+export ERL_CRASH_DUMP="$dir/log/erl_crash.dump" ERL_INETRC="$dir/inetrc"
+export ERL_MAX_PORTS=32000 ERL_MAX_ETS_TABLES=1400
+cd "$dir"
+# The flags ejabberdctl passes (+K true +P 250000), its own node name, no epmd of its own.
+exec erl -sname "$EJABBERD_NODE" -setcookie "$EJABBERD_COOKIE" -start_epmd false \\
+    +K true +P 250000 -noinput -noshell \\
+    -mnesia dir '"$dir/spool"' -s ejabberd >>"$dir/log/stdout.log" 2>&1
+EOF
+    chmod +x "$dir/run.sh"
+    start_epmd
+    if [ ! -f "$dir/users.done" ]; then
+        log "ejabberd: starting it once to create $USERS accounts"
+        rm -rf "$dir/spool" && mkdir -p "$dir/spool"
+        "$dir/run.sh" &
+        local pid=$!
+        local up=""
+        for _ in $(seq 1 120); do
+            if [ "$(ejabberd_rpc 'ejabberd_auth:user_exists(<<"probe">>, <<"'"$DOMAIN"'">>)' 2>/dev/null)" = false ]; then
+                up=1; break
+            fi
+            sleep 0.5
+        done
+        [ -n "$up" ] || { kill "$pid"; die "ejabberd did not come up; see $dir/log/"; }
+        # One RPC registers every account (ejabberdctl register would start a VM per account).
+        local n=$((USERS - 1))
+        ejabberd_rpc "[ejabberd_auth:try_register(list_to_binary(\"$PREFIX\" ++ integer_to_list(I)), <<\"$DOMAIN\">>, <<\"$PASSWORD\">>) || I <- lists:seq(0, $n)]" >"$dir/register.out"
+        grep -q error "$dir/register.out" && { kill "$pid"; die "ejabberd registration failed: $(head -c 300 "$dir/register.out")"; }
+        kill -TERM "$pid"
+        wait "$pid" || true
+        touch "$dir/users.done"
+    fi
+    write_server_env ejabberd "$EJABBERD_PORT" "$EJABBERD_TLS_PORT"
+}
+
+# --------------------------------------------------------------------------------------------
+cleanup() {
+    local pidfile="$WORK/ejabberd/epmd.pid"
+    if [ -f "$pidfile" ]; then
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+        rm -f "$pidfile"
+    fi
+}
+
+cmd="${1:-}"
+case "$cmd" in
+install) install_peers ;;
+prepare)
+    WORK="$(mkdir -p "${2:?usage: peers.sh prepare WORK [xmppd prosody ejabberd]}" && cd "$2" && pwd)"
+    shift 2
+    servers=("$@")
+    [ ${#servers[@]} -gt 0 ] || servers=(xmppd prosody ejabberd)
+    make_certificate
+    for s in "${servers[@]}"; do "prepare_$s"; done
+    ;;
+cleanup)
+    WORK="$(cd "${2:?usage: peers.sh cleanup WORK}" && pwd)"
+    cleanup
+    ;;
+*) sed -n '2,12p' "$0"; exit 2 ;;
+esac

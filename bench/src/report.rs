@@ -1,0 +1,534 @@
+//! Writes BENCHMARKS.md: machine, versions, configuration, every metric as median and
+//! min–max per server with the xmppd/peer ratio, the xmppd targets, the chart and the raw
+//! samples.
+
+use crate::results::{Better, METRICS, Results, Stats, metric};
+use crate::suite::{RunInfo, SuiteOptions};
+use std::fmt::Write;
+use std::path::Path;
+use std::process::Command;
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// One line per fact about the machine the run happened on.
+pub fn machine_description() -> Vec<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let debian = std::fs::read_to_string("/etc/debian_version").unwrap_or_default();
+    let hypervisor = command_output("lscpu", &[]).and_then(|o| {
+        o.lines().find_map(|l| {
+            l.strip_prefix("Hypervisor vendor:")
+                .map(|v| format!("{} guest", v.trim()))
+        })
+    });
+    let container = command_output("systemd-detect-virt", &["--container"]).filter(|c| c != "none");
+    let virt = match (hypervisor, container) {
+        (Some(h), Some(c)) => Some(format!("{h}, in a {c} container")),
+        (h, c) => h.or(c.map(|c| format!("{c} container"))),
+    };
+    let mut lines = vec![
+        format!("CPU: {model}, {cpus} logical CPUs"),
+        format!("memory: {mem_gib:.1} GiB"),
+        format!("kernel: Linux {}, Debian {}", kernel.trim(), debian.trim()),
+    ];
+    if let Some(v) = virt {
+        lines.push(format!("virtualisation: {v}"));
+    }
+    lines
+}
+
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn versions() -> Vec<String> {
+    let dpkg = |p: &str| command_output("dpkg-query", &["-W", "-f=${Version}", p]);
+    let mut v = Vec::new();
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"])
+        .unwrap_or_else(|| "unknown".into());
+    let dirty = command_output("git", &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    v.push(format!(
+        "xmppd {} (commit {commit}{}), release profile (opt-level \"z\", fat LTO)",
+        env!("CARGO_PKG_VERSION"),
+        if dirty {
+            ", with uncommitted changes"
+        } else {
+            ""
+        }
+    ));
+    if let Some(p) = dpkg("prosody") {
+        v.push(format!(
+            "Prosody {p} (Debian package), Lua {}",
+            dpkg("lua5.4").unwrap_or_else(|| "?".into())
+        ));
+    }
+    if let Some(e) = dpkg("ejabberd") {
+        v.push(format!(
+            "ejabberd {e} (Debian package), Erlang/OTP {}",
+            dpkg("erlang-base").unwrap_or_else(|| "?".into())
+        ));
+    }
+    if let Some(o) = command_output("openssl", &["version"]) {
+        v.push(format!(
+            "{o} (TLS in Prosody via LuaSec and in ejabberd via fast_tls)"
+        ));
+    }
+    if let Some(r) = command_output("rustc", &["--version"]) {
+        v.push(format!(
+            "{r}; xmppd and the generator use rustls 0.23 with the ring provider"
+        ));
+    }
+    v
+}
+
+fn fmt_num(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let decimals = if v.abs() >= 1000.0 { 0 } else { decimals };
+    format!("{v:.decimals$}")
+}
+
+fn fmt_stats(s: &Stats, decimals: usize) -> String {
+    format!(
+        "**{}** ({}–{})",
+        fmt_num(s.median, decimals),
+        fmt_num(s.min, decimals),
+        fmt_num(s.max, decimals)
+    )
+}
+
+/// xmppd/peer on the medians, with which way is better.
+fn fmt_ratio(ours: &Stats, peer: &Stats, better: Better) -> String {
+    if peer.median == 0.0 || !peer.median.is_finite() || !ours.median.is_finite() {
+        return "–".into();
+    }
+    let r = ours.median / peer.median;
+    let verdict = match better {
+        Better::Lower if r > 0.0 && r < 1.0 => format!(" ({:.1}× better)", 1.0 / r),
+        Better::Higher if r > 1.0 => format!(" ({r:.1}× better)"),
+        _ if (r - 1.0).abs() < 0.05 => String::new(),
+        _ => " (worse)".into(),
+    };
+    let digits = if r < 0.1 { 3 } else { 2 };
+    format!("{r:.digits$}{verdict}")
+}
+
+struct Target {
+    text: &'static str,
+    key: &'static str,
+    limit: f64,
+    /// Also compare against a peer: (peer, factor) means peer/xmppd ≥ factor.
+    vs: Option<(&'static str, f64)>,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        text: "idle RSS ≤ 2 MB",
+        key: "idle_rss_mib",
+        limit: 2.0,
+        vs: None,
+    },
+    Target {
+        text: "memory per idle TLS session ≤ 10 KB",
+        key: "idle_tls_kib",
+        limit: 10.0,
+        vs: None,
+    },
+    Target {
+        text: "… and ≥ 5× better than Prosody",
+        key: "idle_tls_kib",
+        limit: f64::INFINITY,
+        vs: Some(("prosody", 5.0)),
+    },
+    Target {
+        text: "memory per plain session ≤ 4 KB",
+        key: "idle_plain_kib",
+        limit: 4.0,
+        vs: None,
+    },
+    Target {
+        text: "server CPU per routed message ≤ 10 µs (plain)",
+        key: "tput_plain_cpu_us",
+        limit: 10.0,
+        vs: None,
+    },
+    Target {
+        text: "server CPU per routed message ≤ 10 µs (STARTTLS)",
+        key: "tput_tls_cpu_us",
+        limit: 10.0,
+        vs: None,
+    },
+    Target {
+        text: "… ≥ 5× better than ejabberd (plain)",
+        key: "tput_plain_cpu_us",
+        limit: f64::INFINITY,
+        vs: Some(("ejabberd", 5.0)),
+    },
+    Target {
+        text: "… ≥ 10× better than Prosody (plain)",
+        key: "tput_plain_cpu_us",
+        limit: f64::INFINITY,
+        vs: Some(("prosody", 10.0)),
+    },
+    Target {
+        text: "server CPU per SCRAM login over TLS ≤ 0.3 ms",
+        key: "storm_cpu_ms",
+        limit: 0.3,
+        vs: None,
+    },
+    Target {
+        text: "unloaded latency p99 < 1 ms",
+        key: "lat_p99_us",
+        limit: 1000.0,
+        vs: None,
+    },
+    Target {
+        text: "cold start to first login < 50 ms",
+        key: "cold_start_ms",
+        limit: 50.0,
+        vs: None,
+    },
+];
+
+fn targets_table(out: &mut String, results: &Results) {
+    out.push_str("| target | xmppd (median) | met? |\n|---|---|---|\n");
+    for t in TARGETS {
+        let Some(m) = metric(t.key) else { continue };
+        let Some(ours) = results.stats(t.key, "xmppd") else {
+            let _ = writeln!(out, "| {} | not measured | – |", t.text);
+            continue;
+        };
+        let (value, met) = match t.vs {
+            None => {
+                let met = ours.median <= t.limit;
+                let verdict = if met {
+                    "met".to_string()
+                } else {
+                    format!("**missed** by {:.1}×", ours.median / t.limit)
+                };
+                (
+                    format!("{} {}", fmt_num(ours.median, m.decimals), m.unit),
+                    verdict,
+                )
+            }
+            Some((peer, factor)) => match results.stats(t.key, peer) {
+                Some(p) if ours.median > 0.0 => {
+                    let x = p.median / ours.median;
+                    let verdict = if x >= factor {
+                        "met".to_string()
+                    } else {
+                        format!("**missed**: {x:.1}× of {factor}×")
+                    };
+                    (format!("{x:.1}× better than {peer}"), verdict)
+                }
+                _ => (format!("{peer} not measured"), "–".to_string()),
+            },
+        };
+        let _ = writeln!(out, "| {} | {value} | {met} |", t.text);
+    }
+    out.push_str(
+        "| no heap allocation per routed stanza | not measured by this tool (a counting-allocator test in the server's test suite) | – |\n",
+    );
+}
+
+pub struct ReportInput<'a> {
+    pub opts: &'a SuiteOptions,
+    pub results: &'a Results,
+    pub info: &'a RunInfo,
+    pub command: String,
+    pub machine: Vec<String>,
+    pub load_before: String,
+    pub chart: Option<&'a Path>,
+    pub profile: Option<String>,
+    pub date: String,
+}
+
+pub fn write_report(input: &ReportInput) -> String {
+    let ReportInput {
+        opts,
+        results,
+        info,
+        ..
+    } = input;
+    let servers = &opts.servers;
+    let peers: Vec<&String> = servers.iter().filter(|s| s.as_str() != "xmppd").collect();
+    let mut out = String::new();
+    out.push_str("# Benchmarks: xmppd, Prosody and ejabberd side by side\n\n");
+    out.push_str(
+        "Generated by `xmppd-bench suite` (the bench/ crate). Absolute numbers belong to this \
+         machine; compare the ratios and the CPU-per-unit figures. Each figure is the **median** \
+         with the min–max over the repetitions; servers ran one after another, interleaved \
+         (A B C A B C …), never at the same time.\n\n",
+    );
+    let _ = writeln!(
+        out,
+        "Run on {}; {} repetitions; the whole run took {:.1} min.\n",
+        input.date,
+        opts.reps,
+        info.wall.as_secs_f64() / 60.0
+    );
+    out.push_str("## How to rerun\n\n```sh\nbench/run.sh            # build, install peers, prepare, run all, write BENCHMARKS.md\n```\n\n");
+    let _ = writeln!(
+        out,
+        "The exact command of this run (from bench/run.sh):\n\n```sh\n{}\n```\n",
+        input.command
+    );
+
+    out.push_str("## Machine\n\n");
+    for l in &input.machine {
+        let _ = writeln!(out, "- {l}");
+    }
+    let _ = writeln!(out, "- load average before the run: {}", input.load_before);
+    if let Some(load) = Stats::of(&info.load_samples) {
+        let _ = writeln!(
+            out,
+            "- 1-minute load average sampled before each server's turn: median {:.2}, {:.2}–{:.2} \
+             (the benchmark itself adds about 1; more means other work shared the machine, which \
+             slows rates and latencies but hardly the CPU-per-unit figures)",
+            load.median, load.min, load.max
+        );
+    }
+    out.push_str("- the generator and the server share the machine's cores\n\n");
+    out.push_str("## Versions\n\n");
+    for v in versions() {
+        let _ = writeln!(out, "- {v}");
+    }
+    out.push('\n');
+    config_section(&mut out, input);
+
+    out.push_str("## Results\n\n");
+    if let Some(chart) = input.chart {
+        let _ = writeln!(
+            out,
+            "![memory per session and CPU per unit of work]({})\n",
+            chart.display()
+        );
+    }
+    let _ = write!(out, "| metric | unit |");
+    for s in servers {
+        let _ = write!(out, " {s} |");
+    }
+    for p in &peers {
+        let _ = write!(out, " xmppd/{p} |");
+    }
+    out.push_str("\n|---|---|");
+    for _ in servers.iter().chain(peers.iter().copied()) {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for m in METRICS {
+        let _ = write!(out, "| {} | {} |", m.label, m.unit);
+        for s in servers {
+            match results.stats(m.key, s) {
+                Some(st) => {
+                    let _ = write!(out, " {} |", fmt_stats(&st, m.decimals));
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        for p in &peers {
+            match (results.stats(m.key, "xmppd"), results.stats(m.key, p)) {
+                (Some(a), Some(b)) if !m.key.starts_with("bench_cpu") => {
+                    let _ = write!(out, " {} |", fmt_ratio(&a, &b, m.better));
+                }
+                _ => out.push_str(" |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(
+        "\nRatios are xmppd ÷ peer on the medians: below 1 is better for memory, CPU and latency, \
+         above 1 for rates. The generator rows show how busy the load generator itself was \
+         (100% = one core): rates are only comparable when it was not saturated; the \
+         CPU-per-unit figures hold either way.\n\n",
+    );
+    if !results.failures.is_empty() {
+        out.push_str("### Problems seen during the run\n\n");
+        for f in &results.failures {
+            let _ = writeln!(out, "- {f}");
+        }
+        out.push('\n');
+    }
+
+    out.push_str("## xmppd targets (issue 5)\n\n");
+    targets_table(&mut out, results);
+    out.push_str("\nKB and MB are read as KiB and MiB.\n\n");
+
+    if let Some(profile) = &input.profile {
+        out.push_str(profile.trim_end());
+        out.push_str("\n\n");
+    }
+
+    out.push_str("## Raw samples\n\nIn the order taken (idle RSS and cold start: two per repetition, one per server start).\n\n");
+    out.push_str("| metric | server | samples |\n|---|---|---|\n");
+    for m in METRICS {
+        for s in servers {
+            if let Some(v) = results.get(m.key, s) {
+                let list: Vec<String> = v.iter().map(|x| fmt_num(*x, m.decimals)).collect();
+                let _ = writeln!(out, "| {} | {s} | {} |", m.key, list.join(", "));
+            }
+        }
+    }
+    out
+}
+
+fn config_section(out: &mut String, input: &ReportInput) {
+    let o = input.opts;
+    out.push_str("## What was run\n\n");
+    let _ = writeln!(
+        out,
+        "All three servers on 127.0.0.1, domain `localhost`, each started from `bench/peers.sh`'s \
+         work directory (state in a temporary directory, never the system's configuration), with the \
+         same ECDSA P-256 certificate, accounts `bench0`…`bench{}` whose SCRAM-SHA-1 keys were \
+         derived with 4096 PBKDF2 iterations (Prosody's default of 10000 lowered to match), SASL \
+         **{}** for every login. TLS 1.3 with the generator's rustls client: TLS_AES_256_GCM_SHA384 \
+         (its first choice, as in OpenSSL's default list; all three servers follow the client's \
+         order), X25519, no session resumption (every login pays a full handshake). Logging at \
+         warning level.\n",
+        o.sessions.max(o.contacts),
+        o.mechanism.name()
+    );
+    out.push_str(
+        "Modules on, chosen to match what xmppd implements (roster, presence, disco, ping, version, \
+         legacy session, STARTTLS, direct TLS, SASL):\n\n\
+         - **xmppd**: everything it has (RFC 6120/6121 core, XEP-0030, XEP-0092, XEP-0199, XEP-0368), \
+         `require_encryption = false`, `allow_plain_unencrypted = true`; compiled limits: \
+         max_connections 256, max_resources_per_account 8.\n\
+         - **Prosody**: `roster saslauth tls disco ping version` (+ its always-on c2s, presence, \
+         message, iq); `offline`, `s2s` disabled; **mod_limits not loaded** (it would throttle each \
+         connection to ~3000 B/s); `network_backend = \"epoll\"`, `c2s_require_encryption = false`, \
+         storage internal (files).\n\
+         - **ejabberd**: `mod_roster mod_disco mod_ping mod_version`; no mod_offline, mod_stream_mgmt, \
+         mod_carbons, mod_mam, mod_caps/PEP, mod_register, HTTP/MQTT/STUN listeners; shapers off \
+         (`c2s_shaper: none`), `starttls_required: false`, `auth_password_format: scram`, mnesia; \
+         started with ejabberdctl's VM flags (`+K true +P 250000`) under its own node name and \
+         epmd port. The Erlang VM's schedulers spin briefly before sleeping (its defaults, left \
+         as packaged); that spinning counts in ejabberd's CPU time.\n\n",
+    );
+    if !input.info.process_names.is_empty() {
+        let names: Vec<String> = input
+            .info
+            .process_names
+            .iter()
+            .map(|(s, n)| format!("{s} → `{n}`"))
+            .collect();
+        let _ = writeln!(out, "Process measured (RSS, CPU): {}.\n", names.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        "Scenarios (per repetition and server; the server is started twice, so that the idle \
+         memory of plain and TLS sessions is each measured on a fresh process):\n\n\
+         1. **cold start**: time from spawning the server to the first completed STARTTLS + \
+         {mech} + bind login (the generator retries every 2 ms), then the idle RSS {settle:?} later.\n\
+         2. **idle sessions**: {n} sessions (accounts 1…{n}, {c} logins in flight), each with \
+         initial presence confirmed by a ping round trip; RSS before and {settle:?} after; \
+         memory per session = ΔRSS ÷ {n}. Once over plain TCP, once over {tls}.\n\
+         3. **throughput**: {p} sender→receiver pairs, at most {w} messages in flight per pair, \
+         `<message type='chat'>` to the receiver's full JID with the send time in the body; \
+         {wu:?} warm-up, then {d:?} measured: delivered/s, one-way latency p50/p99 (same clock at \
+         both ends), server CPU ÷ delivered. Once plain, once {tls}.\n\
+         4. **unloaded latency**: the same with 1 pair and window 1 for {ls:?} ({tls}).\n\
+         5. **login storm**: {k} workers looping connect + {tls} + {mech} + bind + \
+         `</stream:stream>` (waiting for the server's close) for {ss:?}; server CPU ÷ logins. \
+         The generator caches each account's SCRAM keys (RFC 5802 allows it), so it does not \
+         run PBKDF2 per login; servers never do at login either (they store the derived keys).\n\
+         6. **presence fan-out**: account 0 (the hub) has {ct} contacts subscribed to its presence \
+         (set up once through the protocol: each contact sends `subscribe`, the online hub \
+         answers `subscribed`); all online over {tls}; the hub changes presence {r} times with \
+         at most {fw} changes in flight; server CPU ÷ deliveries (the hub's own echo is not \
+         counted as a delivery).\n\n\
+         Server CPU = utime + stime of all its threads from `/proc/PID/stat` (10 ms ticks), \
+         refined to nanoseconds with the threads' `/proc/PID/task/*/schedstat` when both agree \
+         within the tick resolution; memory = VmRSS from `/proc/PID/status`; generator CPU from \
+         getrusage. xmppd's default limits (256 connections, 8 resources per account) \
+         bound N: {n} idle sessions and {ct} + 1 fan-out sessions fit within them.\n",
+        mech = o.mechanism.name(),
+        settle = o.settle,
+        n = o.sessions,
+        c = crate::scenarios::LOGIN_CONCURRENCY,
+        tls = o.tls.name(),
+        p = o.pairs,
+        w = o.window,
+        wu = o.warmup,
+        d = o.duration,
+        ls = o.latency_secs,
+        k = o.storm_workers,
+        ss = o.storm_secs,
+        ct = o.contacts,
+        r = o.changes,
+        fw = o.fanout_window,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(m: f64) -> Stats {
+        Stats {
+            median: m,
+            min: m,
+            max: m,
+            n: 1,
+        }
+    }
+
+    #[test]
+    fn ratios_say_which_way_is_better() {
+        assert_eq!(
+            fmt_ratio(&st(1.0), &st(10.0), Better::Lower),
+            "0.10 (10.0× better)"
+        );
+        assert_eq!(
+            fmt_ratio(&st(20.0), &st(10.0), Better::Higher),
+            "2.00 (2.0× better)"
+        );
+        assert_eq!(
+            fmt_ratio(&st(20.0), &st(10.0), Better::Lower),
+            "2.00 (worse)"
+        );
+        assert_eq!(fmt_ratio(&st(1.0), &st(0.0), Better::Lower), "–");
+    }
+
+    #[test]
+    fn targets_report_misses_with_factor() {
+        let mut r = Results::default();
+        r.add("cold_start_ms", "xmppd", Some(100.0));
+        r.add("idle_tls_kib", "xmppd", Some(5.0));
+        r.add("idle_tls_kib", "prosody", Some(50.0));
+        let mut out = String::new();
+        targets_table(&mut out, &r);
+        assert!(
+            out.contains("| cold start to first login < 50 ms | 100.0 ms | **missed** by 2.0× |"),
+            "{out}"
+        );
+        assert!(out.contains("10.0× better than prosody | met"), "{out}");
+        assert!(out.contains("idle RSS ≤ 2 MB | not measured"), "{out}");
+    }
+}
