@@ -122,6 +122,15 @@ listen = ["127.0.0.1:$XMPPD_PORT"]
 listen_tls = ["127.0.0.1:$XMPPD_TLS_PORT"]
 require_encryption = false
 allow_plain_unencrypted = true
+
+[limits]
+# Room for the 201 bench accounts and their sessions, all from 127.0.0.1, and no inbound
+# rate limit (the peers run without mod_limits / shapers too).
+max_connections = 256
+max_connections_per_ip = 256
+max_accounts = 1000
+inbound_bytes_per_sec = 16777216
+inbound_burst_bytes = 16777216
 EOF
     "$XMPPD_BIN" check-config --config "$dir/xmppd.toml" >&2
     cat >"$dir/run.sh" <<EOF
