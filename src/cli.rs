@@ -439,10 +439,21 @@ fn apply_change(cfg: &Config, name: &str, change: Change) -> Result<(), String> 
 /// The store if no server holds it (`None` when a server does).
 pub(crate) fn open_store(data_dir: &Path) -> Result<Option<(FileStore, crate::db::Db)>, String> {
     net::files::create_private_dir(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    match FileStore::open(&data_dir.join("store"), u64::MAX) {
-        Ok((store, db, _)) => Ok(Some((store, db))),
-        Err(StoreError::Locked { .. }) => Ok(None),
-        Err(e) => Err(e.to_string()),
+    // The lock is held either by a running server (which answers on its control socket)
+    // or by another CLI command for the moment it takes: then wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match FileStore::open(&data_dir.join("store"), u64::MAX) {
+            Ok((store, db, _)) => return Ok(Some((store, db))),
+            Err(StoreError::Locked { .. }) => {
+                let server = std::os::unix::net::UnixStream::connect(control::socket_path(data_dir)).is_ok();
+                if server || std::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 

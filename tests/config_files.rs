@@ -95,3 +95,24 @@ fn readme_documents_every_config_key() {
         );
     }
 }
+
+#[test]
+fn concurrent_account_commands_wait_for_each_other() {
+    let dir = std::env::temp_dir().join(format!("xmppd-concurrent-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_xmppd"))
+                .args(["user", "add", &format!("user{i}"), "--password", "pw", "--data-dir"])
+                .arg(&dir)
+                .output()
+        })
+        .collect();
+    for out in children {
+        let out = out.expect("run xmppd");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let list = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["user", "list", "--data-dir"]).arg(&dir).output().expect("list");
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
