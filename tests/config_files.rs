@@ -100,16 +100,20 @@ fn readme_documents_every_config_key() {
 fn concurrent_account_commands_wait_for_each_other() {
     let dir = std::env::temp_dir().join(format!("xmppd-concurrent-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // All started before any is waited for: they run at the same time.
     let children: Vec<_> = (0..6)
         .map(|i| {
             Command::new(env!("CARGO_BIN_EXE_xmppd"))
                 .args(["user", "add", &format!("user{i}"), "--password", "pw", "--data-dir"])
                 .arg(&dir)
-                .output()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn xmppd")
         })
         .collect();
-    for out in children {
-        let out = out.expect("run xmppd");
+    for child in children {
+        let out = child.wait_with_output().expect("run xmppd");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let list = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["user", "list", "--data-dir"]).arg(&dir).output().expect("list");
