@@ -446,7 +446,8 @@ pub(crate) fn open_store(data_dir: &Path) -> Result<Option<(FileStore, crate::db
         match FileStore::open(&data_dir.join("store"), u64::MAX) {
             Ok((store, db, _)) => return Ok(Some((store, db))),
             Err(StoreError::Locked { .. }) => {
-                let server = std::os::unix::net::UnixStream::connect(control::socket_path(data_dir)).is_ok();
+                let server =
+                    std::os::unix::net::UnixStream::connect(control::socket_path(data_dir)).is_ok();
                 if server || std::time::Instant::now() >= deadline {
                     return Ok(None);
                 }

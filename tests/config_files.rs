@@ -104,7 +104,14 @@ fn concurrent_account_commands_wait_for_each_other() {
     let children: Vec<_> = (0..6)
         .map(|i| {
             Command::new(env!("CARGO_BIN_EXE_xmppd"))
-                .args(["user", "add", &format!("user{i}"), "--password", "pw", "--data-dir"])
+                .args([
+                    "user",
+                    "add",
+                    &format!("user{i}"),
+                    "--password",
+                    "pw",
+                    "--data-dir",
+                ])
                 .arg(&dir)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -114,9 +121,17 @@ fn concurrent_account_commands_wait_for_each_other() {
         .collect();
     for child in children {
         let out = child.wait_with_output().expect("run xmppd");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let list = Command::new(env!("CARGO_BIN_EXE_xmppd")).args(["user", "list", "--data-dir"]).arg(&dir).output().expect("list");
+    let list = Command::new(env!("CARGO_BIN_EXE_xmppd"))
+        .args(["user", "list", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("list");
     assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 6);
     let _ = std::fs::remove_dir_all(&dir);
 }

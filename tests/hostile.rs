@@ -278,9 +278,12 @@ fn a_peer_that_does_not_read_loses_only_its_own_connection() {
     let msg =
         format!("<message to='bob@localhost/sleeper' type='chat'><body>{body}</body></message>");
     // Enough to fill the kernel's socket buffers on loopback and then the server's queue.
+    // Once the sleeper is gone its messages bounce, so the flooder reads its errors as it
+    // goes (a client that never reads would rightly lose its own connection too).
     let mut sent = 0usize;
     while sent < 64 * 1024 * 1024 && !s.log_contains("outbound queue over") {
         flooder.send(&msg);
+        flooder.discard_available();
         sent += msg.len();
     }
     assert!(
@@ -293,6 +296,8 @@ fn a_peer_that_does_not_read_loses_only_its_own_connection() {
             .recv_until("id='alive'", Duration::from_secs(30))
             .contains("type='result'")
     );
+    assert!(s.log_contains("session of bob@localhost/sleeper ended"));
+    assert!(!s.log_contains("session of alice@localhost/flooder ended"));
 }
 
 #[test]

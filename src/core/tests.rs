@@ -804,5 +804,9 @@ fn a_connection_stuck_in_starttls_still_meets_its_login_deadline() {
     assert_eq!(h.recv_action(id).1, Some(Action::Close));
     h.core.tls_established(id, None, h.now);
     h.send(id, HEADER);
-    assert_eq!(h.recv_action(id).1, Some(Action::Close), "still closing after the handshake");
+    assert_eq!(
+        h.recv_action(id).1,
+        Some(Action::Close),
+        "still closing after the handshake"
+    );
 }

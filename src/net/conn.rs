@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_rustls::TlsAcceptor;
 use futures_rustls::server::TlsStream;
-use smol::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use super::rate::TokenBucket;
@@ -28,13 +28,46 @@ enum Transport {
     Detached,
 }
 
+thread_local! {
+    /// One read buffer per executor thread instead of one per connection: bytes are
+    /// handed to the core in the same poll that read them, so it is never held across
+    /// an await.
+    static READ_BUF: std::cell::RefCell<[u8; READ_CHUNK_BYTES]> =
+        const { std::cell::RefCell::new([0; READ_CHUNK_BYTES]) };
+}
+
 impl Transport {
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf).await,
-            Transport::Tls(s) => s.read(buf).await,
-            Transport::Detached => Ok(0),
-        }
+    /// Reads what is available and feeds it to the core; `Ready(Ok(n))` with the count.
+    fn poll_read_into_core(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        shared: &Shared,
+        id: ConnId,
+        scratch: &mut Vec<ConnId>,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::pin::Pin;
+        use std::task::Poll;
+        READ_BUF.with(|cell| {
+            let Ok(mut buf) = cell.try_borrow_mut() else {
+                // Not reachable: the buffer is only borrowed inside this synchronous call.
+                return Poll::Ready(Err(std::io::Error::other("read buffer busy")));
+            };
+            let polled = match self {
+                Transport::Plain(s) => Pin::new(s).poll_read(cx, &mut buf[..]),
+                Transport::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, &mut buf[..]),
+                Transport::Detached => Poll::Ready(Ok(0)),
+            };
+            if let Poll::Ready(Ok(n)) = polled
+                && n > 0
+            {
+                let mut st = shared.lock();
+                let now = shared.now();
+                st.core
+                    .handle_bytes(id, buf.get(..n).unwrap_or_default(), now);
+                shared.dispatch(&mut st, scratch);
+            }
+            polled
+        })
     }
 
     async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
@@ -97,7 +130,9 @@ pub async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut transport, cb) = if direct {
-        match accept_tls(&tls, stream, true).await {
+        // Boxed: the handshake's state would otherwise be part of every connection's
+        // future for its whole life.
+        match Box::pin(accept_tls(&tls, stream, true)).await {
             Ok(t) => t,
             Err(e) => {
                 log::debug!("direct TLS handshake with {peer} failed: {e}");
@@ -164,24 +199,31 @@ async fn drive(
     wake: &smol::channel::Receiver<()>,
     scratch: &mut Vec<ConnId>,
 ) -> &'static str {
-    let mut rbuf = vec![0u8; READ_CHUNK_BYTES];
-    let mut wbuf: Vec<u8> = Vec::new();
     let (rate, burst) = shared.inbound_rate;
     let mut bucket = TokenBucket::new(rate, burst, shared.now());
     // When the peer may be read again (over its byte rate: TCP pushes back meanwhile).
     let mut read_at = shared.now();
     loop {
+        // Output first: a peer that keeps sending must still get its replies written
+        // between reads, or its own answers pile up past the outbound limit.
         let ev = smol::future::or(
+            async {
+                let _ = wake.recv().await;
+                Event::Wake
+            },
             async {
                 let wait = read_at.saturating_sub(shared.now());
                 if wait > 0 {
                     smol::Timer::after(Duration::from_millis(wait)).await;
                 }
-                Event::Read(transport.read(&mut rbuf).await)
-            },
-            async {
-                let _ = wake.recv().await;
-                Event::Wake
+                // Read into the thread's buffer and hand the bytes to the core within
+                // the same poll: an idle connection owns no read buffer.
+                Event::Read(
+                    std::future::poll_fn(|cx| {
+                        transport.poll_read_into_core(cx, shared, id, scratch)
+                    })
+                    .await,
+                )
             },
         )
         .await;
@@ -189,22 +231,24 @@ async fn drive(
             Event::Read(Ok(0)) => return "peer closed",
             Event::Read(Err(_)) => return "read error",
             Event::Read(Ok(n)) => {
-                let mut st = shared.lock();
                 let now = shared.now();
-                st.core.handle_bytes(id, &rbuf[..n], now);
-                shared.dispatch(&mut st, scratch);
-                drop(st);
                 read_at = now + bucket.take(n, now);
             }
             Event::Wake => {
-                let action = take_output(shared, id, &mut wbuf);
-                if !wbuf.is_empty()
-                    && with_timeout(WRITE_STALL_TIMEOUT, transport.write_all(&wbuf))
-                        .await
-                        .is_err()
-                {
-                    return "write failed or stalled";
-                }
+                // A fresh buffer each time: the core keeps the empty one, and the written
+                // one is dropped below, so an idle connection holds no output buffer.
+                let action = {
+                    let mut wbuf = Vec::new();
+                    let action = take_output(shared, id, &mut wbuf);
+                    if !wbuf.is_empty()
+                        && with_timeout(WRITE_STALL_TIMEOUT, transport.write_all(&wbuf))
+                            .await
+                            .is_err()
+                    {
+                        return "write failed or stalled";
+                    }
+                    action
+                };
                 match action {
                     None => {}
                     Some(Action::Close) => return "closed by server",
@@ -214,7 +258,7 @@ async fn drive(
                         else {
                             return "STARTTLS on an encrypted stream";
                         };
-                        match accept_tls(tls, tcp, false).await {
+                        match Box::pin(accept_tls(tls, tcp, false)).await {
                             Ok((t, cb)) => {
                                 *transport = t;
                                 let mut st = shared.lock();

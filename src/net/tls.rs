@@ -88,7 +88,9 @@ fn server_config(
     key: PrivateKeyDer<'static>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = preferred_cipher_suites();
+    let provider = Arc::new(provider);
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Rustls(e.to_string()))?
@@ -96,7 +98,57 @@ fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     cfg.alpn_protocols = alpn;
+    // Our order wins: clients (rustls, OpenSSL) put AES-256-GCM-SHA384 first, whose
+    // SHA-384 key schedule and wider key cost a router more than the alternatives give it.
+    cfg.ignore_client_order = true;
     Ok(Arc::new(cfg))
+}
+
+/// Whether this CPU has AES instructions (x86 AES-NI, ARMv8 crypto extensions). A Pi 4
+/// and most router SoCs (MIPS, ARMv7) do not: there ChaCha20-Poly1305 is several times
+/// faster than software AES.
+fn hardware_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+            && std::arch::is_aarch64_feature_detected!("pmull")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The cipher suites in the server's order: SHA-256 suites first (cheaper key schedule
+/// than SHA-384), AES-128-GCM first where the CPU has AES instructions, ChaCha20 first
+/// where it does not. Every suite the ring provider has stays available.
+fn preferred_cipher_suites() -> Vec<rustls::SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let tls13 = if hardware_aes() {
+        [
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+        ]
+    } else {
+        [
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+        ]
+    };
+    let mut suites: Vec<_> = tls13.to_vec();
+    for s in rustls::crypto::ring::ALL_CIPHER_SUITES {
+        if !suites.iter().any(|x| x.suite() == s.suite()) {
+            suites.push(*s);
+        }
+    }
+    suites
 }
 
 fn ensure_generated(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf), TlsError> {
@@ -153,4 +205,22 @@ pub fn channel_binding(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
     conn.export_keying_material(&mut out[..], EXPORTER_LABEL, None)
         .ok()?;
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_suite_stays_available_once_sha256_first() {
+        let suites = preferred_cipher_suites();
+        assert_eq!(suites.len(), rustls::crypto::ring::ALL_CIPHER_SUITES.len());
+        for s in rustls::crypto::ring::ALL_CIPHER_SUITES {
+            assert_eq!(suites.iter().filter(|x| x.suite() == s.suite()).count(), 1);
+        }
+        assert_ne!(
+            suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+        );
+    }
 }

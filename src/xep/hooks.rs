@@ -141,7 +141,12 @@ pub fn outbound_filter(
 
 /// Whether the stanza `raw`, stamped `from`, may be delivered to connection `target`.
 pub fn may_deliver(core: &Core, from: &str, target: ConnId, raw: &RawElement) -> bool {
-    let Some(to) = core.conns.get(target).and_then(|x| x.session.as_ref()).map(|s| &s.jid) else {
+    let Some(to) = core
+        .conns
+        .get(target)
+        .and_then(|x| x.session.as_ref())
+        .map(|s| &s.jid)
+    else {
         return true;
     };
     let Ok(from) = Jid::parse(from) else {

@@ -204,7 +204,10 @@ impl RawElement {
         let prefixed = self.name.start > 1;
         // The qualified name as received: `<` is at 0, the name runs to the local end.
         let name = if prefixed {
-            self.slice(Span { start: 1, end: self.name.end })
+            self.slice(Span {
+                start: 1,
+                end: self.name.end,
+            })
         } else {
             self.name()
         };
@@ -1143,7 +1146,11 @@ impl Framer {
             self.pos -= consumed;
             self.scan_upto = self.scan_upto.saturating_sub(consumed);
         }
-        if self.buf.capacity() > IDLE_CAPACITY && self.buf.len() < self.buf.capacity() / 4 {
+        if self.buf.is_empty() {
+            // An idle connection holds no input buffer at all: most of a household's
+            // sessions are idle most of the time, and the next read allocates again.
+            self.buf = String::new();
+        } else if self.buf.capacity() > IDLE_CAPACITY && self.buf.len() < self.buf.capacity() / 4 {
             self.buf.shrink_to(IDLE_CAPACITY.max(self.buf.len()));
         }
     }

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use common::{DOMAIN, RawClient, Server, ServerOptions, Transport};
 
-
 fn prosody_shim() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/prosody-as-xmppd.sh")
 }

@@ -866,6 +866,19 @@ impl RawClient {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
 
+    /// Reads and throws away whatever has already arrived, without waiting: for a
+    /// client that floods and must keep reading its error replies, as a real one would.
+    pub fn discard_available(&mut self) -> usize {
+        let _ = self.stream.set_nonblocking(true);
+        let mut buf = [0u8; 16384];
+        let mut total = 0;
+        while let Ok(n @ 1..) = self.stream.read(&mut buf) {
+            total += n;
+        }
+        let _ = self.stream.set_nonblocking(false);
+        total
+    }
+
     fn read_some(&mut self, timeout: Duration) -> Result<(), String> {
         let timeout = timeout.clamp(Duration::from_millis(1), Duration::from_millis(200));
         let _ = self.stream.set_read_timeout(Some(timeout));
