@@ -57,7 +57,7 @@ case $METHOD in
         # zig supply them (link-self-contained=no). MIPS musl targets link dynamically by
         # default (OpenWrt's musl is shared): +crt-static makes the binary static like the
         # others. linker_messages: zig's harmless note about the missing prebuilt-std dir.
-        # RUSTFLAGS_EXTRA: see targets.sh (MIPS: rustix's own syscalls, or timers hang).
+        # RUSTFLAGS_EXTRA: see targets.sh (MIPS: musl's 64-bit time_t, or timers hang).
         export "CARGO_TARGET_${env_name}_RUSTFLAGS=-C target-feature=+crt-static -C link-self-contained=no -A linker_messages${RUSTFLAGS_EXTRA:+ $RUSTFLAGS_EXTRA}"
         PATH="$ZIG_VENV/bin:$PATH" RUSTUP_TOOLCHAIN="$XMPPD_NIGHTLY" \
             cargo-zigbuild build --release --target "$target" \

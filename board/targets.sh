@@ -24,14 +24,16 @@
 #   std for the two ARM musl targets either, so std is built from source for all four.
 
 # MIPS: rustix (under polling/async-io, i.e. every smol timer) makes its own system calls
-# on ARM and x86, but on MIPS, where inline assembly is still unstable, it goes through the
-# libc crate by default, and there its timerfd_settime hands musl a 64-bit-time itimerspec
-# through the 32-bit-time symbol: the timer is armed with garbage and never fires, so the
-# group commit never completes and no roster change is ever acknowledged (found by the
-# smoke test under qemu-mipsel; a C program making the same call works there, and rustix
-# reads the garbage back with timerfd_gettime, so real hardware is affected too). This cfg
-# makes rustix use its own syscalls on MIPS as well (needs nightly, which MIPS needs anyway).
-MIPS_RUSTIX="--cfg rustix_use_experimental_asm"
+# on ARM and x86, but goes through the libc crate on MIPS (inline assembly is unstable
+# there, and big-endian MIPS is not supported at all). On musl targets its libc path hands
+# timerfd_settime a 64-bit-time itimerspec while the libc crate binds musl's 32-bit-time
+# symbol: the timer is armed with garbage and never fires, so the group commit never
+# completes and no roster change is acknowledged. Found by the smoke test under qemu-mips
+# and qemu-mipsel; a C program making the same call works there, so it is not the
+# emulator. `fix_y2038` is rustix's own cfg for 32-bit targets whose libc has 32-bit
+# time_t (it is set for glibc, not for musl): rustix then converts to the 32-bit struct.
+# (`--cfg libc_unstable_musl_v1_2` instead fixes little-endian MIPS only.)
+MIPS_RUSTFLAGS="--cfg fix_y2038"
 
 target_info() {
     METHOD= CC_BIN= LINKER= APT= QEMU= BOARDS= RUSTFLAGS_EXTRA=
@@ -64,13 +66,13 @@ target_info() {
             ;;
         mipsel-unknown-linux-musl)
             METHOD=zig
-            RUSTFLAGS_EXTRA=$MIPS_RUSTIX
+            RUSTFLAGS_EXTRA=$MIPS_RUSTFLAGS
             QEMU="qemu-mipsel-static -cpu 24Kc"
             BOARDS="little-endian MIPS OpenWrt routers (ramips: MT7621, MT7628/MT7688)"
             ;;
         mips-unknown-linux-musl)
             METHOD=zig
-            RUSTFLAGS_EXTRA=$MIPS_RUSTIX
+            RUSTFLAGS_EXTRA=$MIPS_RUSTFLAGS
             QEMU="qemu-mips-static -cpu 24Kc"
             BOARDS="big-endian MIPS OpenWrt routers (ath79: QCA9531/9563, AR934x)"
             ;;
