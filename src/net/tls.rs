@@ -166,6 +166,21 @@ fn ensure_generated(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf),
         "generating a self-signed certificate for {domain} in {}",
         dir.display()
     );
+    let (key_pem, cert_pem) = self_signed_pem(domain)?;
+    // Key first: a crash in between leaves a key without its certificate, which the next
+    // start regenerates (the marker is written last).
+    write_atomically(&key_path, key_pem.as_bytes(), 0o600)
+        .map_err(|e| TlsError::Io(key_path.clone(), e))?;
+    write_atomically(&cert_path, cert_pem.as_bytes(), 0o644)
+        .map_err(|e| TlsError::Io(cert_path.clone(), e))?;
+    write_atomically(&marker, domain.as_bytes(), 0o600)
+        .map_err(|e| TlsError::Io(marker.clone(), e))?;
+    Ok((cert_path, key_path))
+}
+
+/// A new key and a self-signed certificate naming `domain`, both as PEM.
+#[cfg(feature = "generate-cert")]
+fn self_signed_pem(domain: &str) -> Result<(String, String), TlsError> {
     let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let key = rcgen::KeyPair::generate().map_err(gen_err)?;
     let mut params = rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(gen_err)?;
@@ -174,15 +189,17 @@ fn ensure_generated(data_dir: &Path, domain: &str) -> Result<(PathBuf, PathBuf),
         .distinguished_name
         .push(rcgen::DnType::CommonName, domain);
     let cert = params.self_signed(&key).map_err(gen_err)?;
-    // Key first: a crash in between leaves a key without its certificate, which the next
-    // start regenerates (the marker is written last).
-    write_atomically(&key_path, key.serialize_pem().as_bytes(), 0o600)
-        .map_err(|e| TlsError::Io(key_path.clone(), e))?;
-    write_atomically(&cert_path, cert.pem().as_bytes(), 0o644)
-        .map_err(|e| TlsError::Io(cert_path.clone(), e))?;
-    write_atomically(&marker, domain.as_bytes(), 0o600)
-        .map_err(|e| TlsError::Io(marker.clone(), e))?;
-    Ok((cert_path, key_path))
+    Ok((key.serialize_pem(), cert.pem()))
+}
+
+/// A board build without the `generate-cert` feature (no rcgen) ships its own certificate.
+#[cfg(not(feature = "generate-cert"))]
+fn self_signed_pem(_domain: &str) -> Result<(String, String), TlsError> {
+    Err(TlsError::Generate(
+        "this build has no certificate generator (cargo feature generate-cert): \
+         set tls.certificate and tls.key"
+            .into(),
+    ))
 }
 
 pub fn fingerprint(der: &[u8]) -> String {
