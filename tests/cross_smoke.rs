@@ -231,9 +231,7 @@ fn store_moves_between_the_board_binary_and_the_native_one() {
     stop_cleanly(&mut board);
     assert_snapshot_written(&board);
     let mut native = Server::start(ServerOptions::secure().config(SMALL_LOG));
-    // SIGKILL, not SIGTERM: this server only made its data dir. (A SIGTERM right after
-    // "xmppd ready" can kill xmppd uncleanly: serve() starts watching signals only after
-    // logging that line. The clean stops below come after scenarios, well past it.)
+    // This server only made its data dir: nothing to stop cleanly.
     native.kill();
     move_store(&board, &native);
     native.restart();

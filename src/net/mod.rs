@@ -449,8 +449,11 @@ async fn run(
         ))
         .detach();
     }
+    // Watched before "ready" is logged: a supervisor may send SIGTERM as soon as it sees
+    // that line, and an unwatched SIGTERM would kill the process without a clean stop.
+    let signals = watch_signals();
     log::info!("xmppd ready");
-    wait_for_signal().await;
+    wait_for_signal(signals).await;
     log::info!("shutting down");
     {
         let mut scratch = Vec::new();
@@ -481,17 +484,20 @@ async fn run(
     Ok(())
 }
 
-async fn wait_for_signal() {
+fn watch_signals() -> Option<async_signal::Signals> {
     use async_signal::{Signal, Signals};
+    Signals::new([Signal::Term, Signal::Int])
+        .map_err(|e| log::error!("cannot watch signals ({e}); stop the server with SIGKILL"))
+        .ok()
+}
+
+async fn wait_for_signal(signals: Option<async_signal::Signals>) {
     use smol::stream::StreamExt;
-    match Signals::new([Signal::Term, Signal::Int]) {
-        Ok(mut signals) => {
+    match signals {
+        Some(mut signals) => {
             let _ = signals.next().await;
         }
-        Err(e) => {
-            log::error!("cannot watch signals ({e}); stop the server with SIGKILL");
-            smol::future::pending::<()>().await;
-        }
+        None => smol::future::pending::<()>().await,
     }
 }
 
