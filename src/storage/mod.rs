@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod codec;
+mod disk;
 pub mod file;
 pub mod memory;
 

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::format::SEGMENT_HEADER_BYTES;
-use super::segment::{Fault, segment_file_name};
+use super::segment::segment_file_name;
 use super::*;
 use crate::archive::flags::{ARCHIVED, OFFLINE, OUTGOING};
+use crate::storage::disk::Fault;
 
 /// A unique directory under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);
