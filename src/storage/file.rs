@@ -476,37 +476,8 @@ fn install_new_log(dir: &Path, generation: u64, fault: Fault) -> Result<File, St
 mod tests {
     use super::*;
     use crate::db::{RosterItem, Subscription};
-    use crate::sasl::{Credentials, ScramKeys};
-    use std::os::unix::fs::PermissionsExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A unique directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "xmppd-store-test-{}-{name}-{n}",
-                std::process::id()
-            ));
-            let _ = fs::remove_dir_all(&path);
-            TempDir(path)
-        }
-        fn path(&self) -> &Path {
-            &self.0
-        }
-        fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::sasl::Credentials;
+    use crate::storage::test_files::{TempDir, file_len, mode, read, write};
 
     const NO_COMPACTION: u64 = u64::MAX;
 
@@ -517,25 +488,10 @@ mod tests {
         }
     }
 
-    fn creds(b: u8) -> Credentials {
-        Credentials {
-            salt: vec![b; 16],
-            iterations: 4096,
-            sha1: ScramKeys {
-                stored_key: [b; 20],
-                server_key: [b; 20],
-            },
-            sha256: ScramKeys {
-                stored_key: [b; 32],
-                server_key: [b; 32],
-            },
-        }
-    }
-
     fn user(name: &str) -> Record {
         Record::UserSet {
             user: name.into(),
-            credentials: creds(name.len() as u8),
+            credentials: Credentials::filled(name.len() as u8),
         }
     }
 
@@ -594,30 +550,10 @@ mod tests {
         offsets
     }
 
-    fn file_len(path: &Path) -> u64 {
-        fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-    }
-
-    fn read(path: &Path) -> Vec<u8> {
-        fs::read(path).unwrap_or_default()
-    }
-
-    fn write(path: &Path, bytes: &[u8]) {
-        if let Err(e) = fs::write(path, bytes) {
-            panic!("{}: {e}", path.display());
-        }
-    }
-
     fn frame_bytes(records: &[Record]) -> Vec<u8> {
         let mut out = Vec::new();
         assert_eq!(codec::encode_frames(records, &mut out), Ok(1));
         out
-    }
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0)
     }
 
     #[test]

@@ -8,6 +8,8 @@ pub mod codec;
 mod disk;
 pub mod file;
 pub mod memory;
+#[cfg(test)]
+mod test_files;
 
 use std::fmt;
 use std::path::PathBuf;
