@@ -4,7 +4,7 @@
 //! group-commit write. Both stores use the frames of [`super::codec`], so one reading of
 //! the torn-tail rule (see the `file` module doc) serves both.
 
-use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
@@ -129,6 +129,26 @@ pub fn create_private_file(path: &Path) -> Result<File, StoreError> {
         .mode(FILE_MODE)
         .open(path)
         .map_err(io_error(path))
+}
+
+/// Creates `dest` holding exactly `bytes`, never anything less: writes a 0600 temp file
+/// `tmp`, fsyncs it and renames it over `dest` (the temp file is removed on failure).
+/// Returns the file open for reading and writing. The rename is durable only once the
+/// caller has fsynced the directory.
+pub fn create_by_rename(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<File, StoreError> {
+    let file = create_private_file(tmp)?;
+    let written = file
+        .write_all_at(bytes, 0)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs::rename(tmp, dest));
+    if let Err(error) = written {
+        let _ = fs::remove_file(tmp);
+        return Err(StoreError::Io {
+            path: tmp.to_path_buf(),
+            error,
+        });
+    }
+    Ok(file)
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {

@@ -81,16 +81,16 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::codec::{
     self, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, LogHeader, SNAPSHOT_HEADER_BYTES, SnapshotHeader,
 };
 use super::disk::{
-    Fault, Frame, LOCK_FILE, READ_WINDOW_BYTES, Window, corrupt, create_private_dir,
-    create_private_file, frame_payload, header_error, invalid_record, io_error, read_frame,
-    read_header_bytes, sync_dir, take_lock, truncate, truncate_torn_tail, write_and_sync,
+    Fault, Frame, LOCK_FILE, READ_WINDOW_BYTES, Window, corrupt, create_by_rename,
+    create_private_dir, create_private_file, frame_payload, header_error, invalid_record, io_error,
+    read_frame, read_header_bytes, sync_dir, take_lock, truncate, truncate_torn_tail,
+    write_and_sync,
 };
 use super::{Store, StoreError};
 use crate::db::{Db, Record};
@@ -455,18 +455,8 @@ fn install_new_log(dir: &Path, generation: u64, fault: Fault) -> Result<File, St
         });
     }
     let _ = fault;
-    let file = create_private_file(&tmp)?;
-    let written = file
-        .write_all_at(&LogHeader { generation }.encode(), 0)
-        .and_then(|()| file.sync_all());
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::Io { path: tmp, error });
-    }
-    if let Err(error) = fs::rename(&tmp, dir.join(LOG_FILE)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::Io { path: tmp, error });
-    }
+    let header = LogHeader { generation }.encode();
+    let file = create_by_rename(&tmp, &dir.join(LOG_FILE), &header)?;
     sync_dir(dir)?;
     // The handle still refers to the renamed file.
     Ok(file)

@@ -4,13 +4,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::format::{SEGMENT_HEADER_BYTES, SegmentHeader};
 use crate::storage::StoreError;
 use crate::storage::disk::{
-    self, Fault, Window, corrupt, create_private_file, header_error, io_error, read_header_bytes,
+    self, Fault, Window, corrupt, create_by_rename, header_error, io_error, read_header_bytes,
     sync_dir,
 };
 
@@ -70,15 +69,7 @@ pub fn create_segment(dir: &Path, header: SegmentHeader, fault: Fault) -> Result
         });
     }
     let _ = fault;
-    let file = create_private_file(&tmp)?;
-    let written = file
-        .write_all_at(&header.encode(), 0)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| fs::rename(&tmp, dir.join(&name)));
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::Io { path: tmp, error });
-    }
+    let file = create_by_rename(&tmp, &dir.join(&name), &header.encode())?;
     if let Err(e) = sync_dir(dir) {
         // Not known to be durable, so not used: the caller keeps appending to the old
         // segment, and a stale empty segment after it would hold a first id that later
