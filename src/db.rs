@@ -330,29 +330,13 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sasl::ScramKeys;
-
-    fn creds(b: u8) -> Credentials {
-        Credentials {
-            salt: vec![b; 16],
-            iterations: 4096,
-            sha1: ScramKeys {
-                stored_key: [b; 20],
-                server_key: [b; 20],
-            },
-            sha256: ScramKeys {
-                stored_key: [b; 32],
-                server_key: [b; 32],
-            },
-        }
-    }
 
     #[test]
     fn snapshot_records_rebuild_the_same_state() {
         let mut db = Db::default();
         db.apply(&Record::UserSet {
             user: "alice".into(),
-            credentials: creds(1),
+            credentials: Credentials::filled(1),
         });
         db.apply(&Record::RosterSet {
             user: "alice".into(),
@@ -384,7 +368,7 @@ mod tests {
         let recs = [
             Record::UserSet {
                 user: "a".into(),
-                credentials: creds(1),
+                credentials: Credentials::filled(1),
             },
             Record::RosterSet {
                 user: "a".into(),
@@ -414,7 +398,7 @@ mod tests {
         let mut db = Db::default();
         db.apply(&Record::UserSet {
             user: "a".into(),
-            credentials: creds(1),
+            credentials: Credentials::filled(1),
         });
         db.apply(&Record::RosterSet {
             user: "a".into(),
@@ -424,7 +408,7 @@ mod tests {
         });
         db.apply(&Record::UserSet {
             user: "a".into(),
-            credentials: creds(2),
+            credentials: Credentials::filled(2),
         });
         let u = db
             .user("a")

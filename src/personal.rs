@@ -294,24 +294,22 @@ impl Personal {
 
     pub fn apply_undo(&mut self, undo: PersonalUndo) {
         match undo {
-            PersonalUndo::Node { node, prev } => match prev {
-                Some(n) => {
-                    self.nodes.insert(node, n);
-                }
-                None => {
-                    self.nodes.remove(&node);
-                }
-            },
+            PersonalUndo::Node { node, prev } => restore(&mut self.nodes, node, prev),
             PersonalUndo::VCard(v) => self.vcard = v,
-            PersonalUndo::Private { key, prev } => match prev {
-                Some(x) => {
-                    self.private.insert(key, x);
-                }
-                None => {
-                    self.private.remove(&key);
-                }
-            },
+            PersonalUndo::Private { key, prev } => restore(&mut self.private, key, prev),
             PersonalUndo::Blocklist(b) => self.blocklist = b,
+        }
+    }
+}
+
+/// Puts back the entry `key` had (`None`: it had none).
+fn restore<V>(map: &mut BTreeMap<String, V>, key: String, prev: Option<V>) {
+    match prev {
+        Some(v) => {
+            map.insert(key, v);
+        }
+        None => {
+            map.remove(&key);
         }
     }
 }

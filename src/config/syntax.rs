@@ -847,6 +847,13 @@ mod tests {
         e.remove(0)
     }
 
+    /// `text` (a line `a = …`) holds one error, at key `a`, whose message has `needle`.
+    fn expect_value_error(text: &str, needle: &str) {
+        let (line, key, message) = single_error(text);
+        assert_eq!((line, key.as_str()), (1, "a"), "{text}");
+        assert!(message.contains(needle), "{text}: {message}");
+    }
+
     #[test]
     fn reads_sections_and_scalars_with_lines() {
         let (items, errors) = parse(
@@ -915,9 +922,7 @@ mod tests {
             ("a = yes", "strings need quotes"),
             ("a = True", "strings need quotes"),
         ] {
-            let (line, key, message) = single_error(text);
-            assert_eq!((line, key.as_str()), (1, "a"), "{text}");
-            assert!(message.contains(needle), "{text}: {message}");
+            expect_value_error(text, needle);
         }
     }
 
@@ -940,9 +945,7 @@ mod tests {
             ("a = \"a\u{1}b\"", "control character U+0001"),
             ("a = \"\"\"x\"\"\"", "multi-line"),
         ] {
-            let (line, key, message) = single_error(text);
-            assert_eq!((line, key.as_str()), (1, "a"), "{text}");
-            assert!(message.contains(needle), "{text}: {message}");
+            expect_value_error(text, needle);
         }
     }
 

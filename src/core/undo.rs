@@ -142,29 +142,14 @@ pub(crate) fn apply_undo(db: &mut Db, undo: Undo) {
 mod tests {
     use super::*;
     use crate::db::Subscription;
-    use crate::sasl::{Credentials, ScramKeys};
-
-    fn creds(b: u8) -> Credentials {
-        Credentials {
-            salt: vec![b; 16],
-            iterations: 4096,
-            sha1: ScramKeys {
-                stored_key: [b; 20],
-                server_key: [b; 20],
-            },
-            sha256: ScramKeys {
-                stored_key: [b; 32],
-                server_key: [b; 32],
-            },
-        }
-    }
+    use crate::sasl::Credentials;
 
     #[test]
     fn undoing_in_reverse_restores_the_exact_state() {
         let mut db = Db::default();
         db.apply(&Record::UserSet {
             user: "a".into(),
-            credentials: creds(1),
+            credentials: Credentials::filled(1),
         });
         db.apply(&Record::RosterSet {
             user: "a".into(),
@@ -196,11 +181,11 @@ mod tests {
             },
             Record::UserSet {
                 user: "new".into(),
-                credentials: creds(2),
+                credentials: Credentials::filled(2),
             },
             Record::UserSet {
                 user: "a".into(),
-                credentials: creds(3),
+                credentials: Credentials::filled(3),
             },
             Record::RosterDelete {
                 user: "a".into(),

@@ -98,6 +98,25 @@ impl Credentials {
     }
 }
 
+#[cfg(test)]
+impl Credentials {
+    /// Credentials whose every byte is `b`: distinct per `b`, and no PBKDF2 to wait for.
+    pub(crate) fn filled(b: u8) -> Credentials {
+        Credentials {
+            salt: vec![b; 16],
+            iterations: 4096,
+            sha1: ScramKeys {
+                stored_key: [b; 20],
+                server_key: [b; 20],
+            },
+            sha256: ScramKeys {
+                stored_key: [b; 32],
+                server_key: [b; 32],
+            },
+        }
+    }
+}
+
 /// RFC 8265 §4.2 OpaqueString enforcement, the password preparation RFC 7677 §4 asks
 /// SCRAM-SHA-256 to use (it replaces SASLprep, RFC 4013). Both ends of SCRAM must prepare
 /// the password the same way or the keys will not match.

@@ -506,6 +506,38 @@ mod tests {
         (server_first, outcome)
     }
 
+    /// SCRAM-SHA-256 for the test account, server nonce "sn": how most tests start.
+    fn start_sha256(ctx: &SaslContext<'_>, client_first: &[u8]) -> (SaslServer, Step) {
+        start(
+            Mechanism::ScramSha256,
+            Some(client_first),
+            ctx,
+            &user_lookup,
+            "sn",
+        )
+    }
+
+    /// A whole SCRAM-SHA-256 exchange for the test account, without channel binding.
+    fn sha256_exchange(
+        ctx: &SaslContext<'_>,
+        client_first: &str,
+        password: &str,
+    ) -> (String, Step) {
+        scram_exchange(
+            Mechanism::ScramSha256,
+            ctx,
+            &user_lookup,
+            client_first,
+            password,
+            b"",
+        )
+    }
+
+    /// The SCRAM-SHA-256 client-final of password "pencil", without channel binding.
+    fn pencil_final(client_first: &str, server_first: &str) -> String {
+        client_final(ScramHash::Sha256, "pencil", client_first, server_first, b"")
+    }
+
     fn success(username: &str, server_final: Option<&str>) -> Step {
         Step::Success {
             username: username.to_string(),
@@ -670,55 +702,26 @@ mod tests {
     #[test]
     fn scram_username_is_normalised() {
         let ctx = ctx(None);
-        let (_, outcome) = scram_exchange(
-            Mechanism::ScramSha256,
-            &ctx,
-            &user_lookup,
-            "n,,n=USER,r=clientnonce",
-            "pencil",
-            b"",
-        );
+        let (_, outcome) = sha256_exchange(&ctx, "n,,n=USER,r=clientnonce", "pencil");
         assert!(matches!(outcome, Step::Success { ref username, .. } if username == "user"));
     }
 
     #[test]
     fn scram_wrong_password_is_not_authorized() {
         let ctx = ctx(None);
-        let (_, outcome) = scram_exchange(
-            Mechanism::ScramSha256,
-            &ctx,
-            &user_lookup,
-            "n,,n=user,r=clientnonce",
-            "pencil!",
-            b"",
-        );
+        let (_, outcome) = sha256_exchange(&ctx, "n,,n=user,r=clientnonce", "pencil!");
         assert_eq!(outcome, Step::Failure(SaslFailure::NotAuthorized));
     }
 
     #[test]
     fn scram_unknown_user_looks_like_a_wrong_password() {
         let ctx = ctx(None);
-        let run = |user: &str| {
-            scram_exchange(
-                Mechanism::ScramSha256,
-                &ctx,
-                &user_lookup,
-                &format!("n,,n={user},r=clientnonce"),
-                "pencil",
-                b"",
-            )
-        };
+        let run =
+            |user: &str| sha256_exchange(&ctx, &format!("n,,n={user},r=clientnonce"), "pencil");
         let (ghost_first, ghost_outcome) = run("ghost");
         let (again_first, _) = run("ghost");
         let (other_first, _) = run("phantom");
-        let (real_first, wrong_outcome) = scram_exchange(
-            Mechanism::ScramSha256,
-            &ctx,
-            &user_lookup,
-            "n,,n=user,r=clientnonce",
-            "wrong",
-            b"",
-        );
+        let (real_first, wrong_outcome) = sha256_exchange(&ctx, "n,,n=user,r=clientnonce", "wrong");
         assert_eq!(ghost_outcome, Step::Failure(SaslFailure::NotAuthorized));
         assert_eq!(ghost_outcome, wrong_outcome);
         // Same salt every time for one name, a different one per name, and the same
@@ -744,14 +747,7 @@ mod tests {
     #[test]
     fn scram_unnormalisable_username_fails_at_the_end() {
         let ctx = ctx(None);
-        let (first, outcome) = scram_exchange(
-            Mechanism::ScramSha256,
-            &ctx,
-            &user_lookup,
-            "n,,n=us/er,r=clientnonce",
-            "pencil",
-            b"",
-        );
+        let (first, outcome) = sha256_exchange(&ctx, "n,,n=us/er,r=clientnonce", "pencil");
         assert!(first.starts_with("r=clientnonceSERVERNONCE,s="));
         assert_eq!(outcome, Step::Failure(SaslFailure::NotAuthorized));
     }
@@ -769,22 +765,10 @@ mod tests {
             ("n,a=user,n=user,r=cn", false),
             ("n,a=example.org,n=user,r=cn", false),
         ] {
-            let (mut server, first) = start(
-                Mechanism::ScramSha256,
-                Some(client_first.as_bytes()),
-                &ctx,
-                &user_lookup,
-                "sn",
-            );
+            let (mut server, first) = start_sha256(&ctx, client_first.as_bytes());
             if ok {
                 let server_first = challenge(&first);
-                let last = client_final(
-                    ScramHash::Sha256,
-                    "pencil",
-                    client_first,
-                    &server_first,
-                    b"",
-                );
+                let last = pencil_final(client_first, &server_first);
                 let outcome = step(&mut server, last.as_bytes(), &ctx, &user_lookup);
                 assert!(is_success(&outcome), "{client_first}: {outcome:?}");
             } else {
@@ -813,13 +797,7 @@ mod tests {
             "sn".to_string(),
             normalize_keep_equals,
         );
-        let last = client_final(
-            ScramHash::Sha256,
-            "pencil",
-            client_first,
-            &challenge(&first),
-            b"",
-        );
+        let last = pencil_final(client_first, &challenge(&first));
         let outcome = server.step_with(last.as_bytes(), &ctx, &lookup, normalize_keep_equals);
         assert!(matches!(outcome, Step::Success { ref username, .. } if username == "a=b"));
     }
@@ -868,21 +846,9 @@ mod tests {
     #[test]
     fn scram_c_attribute_must_repeat_the_gs2_header() {
         let ctx = ctx(None);
-        let (mut server, first) = start(
-            Mechanism::ScramSha256,
-            Some(b"n,,n=user,r=cn"),
-            &ctx,
-            &user_lookup,
-            "sn",
-        );
+        let (mut server, first) = start_sha256(&ctx, b"n,,n=user,r=cn");
         // The client claims "y" in client-final although it sent "n" first.
-        let last = client_final(
-            ScramHash::Sha256,
-            "pencil",
-            "y,,n=user,r=cn",
-            &challenge(&first),
-            b"",
-        );
+        let last = pencil_final("y,,n=user,r=cn", &challenge(&first));
         let outcome = step(&mut server, last.as_bytes(), &ctx, &user_lookup);
         assert_eq!(outcome, Step::Failure(SaslFailure::NotAuthorized));
     }
@@ -965,14 +931,7 @@ mod tests {
             }
         }
         // And the honest "y" exchange completes (c= is base64 of "y,,").
-        let (_, outcome) = scram_exchange(
-            Mechanism::ScramSha256,
-            &without_cb,
-            &user_lookup,
-            "y,,n=user,r=cn",
-            "pencil",
-            b"",
-        );
+        let (_, outcome) = sha256_exchange(&without_cb, "y,,n=user,r=cn", "pencil");
         assert!(is_success(&outcome), "{outcome:?}");
     }
 
@@ -997,7 +956,7 @@ mod tests {
         // RFC 6120 §6.4.2: "=" is a present but empty response; SCRAM's client-first
         // is never empty.
         let ctx = ctx(None);
-        let (_, first) = start(Mechanism::ScramSha256, Some(b""), &ctx, &user_lookup, "sn");
+        let (_, first) = start_sha256(&ctx, b"");
         assert_eq!(first, Step::Failure(SaslFailure::MalformedRequest));
         let (mut server, first) = start(Mechanism::ScramSha256, None, &ctx, &user_lookup, "sn");
         assert_eq!(first, Step::Challenge(Vec::new()));
@@ -1017,13 +976,7 @@ mod tests {
             b"garbage",
             b"",
         ] {
-            let (mut server, _) = start(
-                Mechanism::ScramSha256,
-                Some(b"n,,n=user,r=cn"),
-                &ctx,
-                &user_lookup,
-                "sn",
-            );
+            let (mut server, _) = start_sha256(&ctx, b"n,,n=user,r=cn");
             assert_eq!(
                 step(&mut server, last, &ctx, &user_lookup),
                 Step::Failure(SaslFailure::MalformedRequest),
@@ -1036,13 +989,7 @@ mod tests {
     #[test]
     fn scram_wrong_nonce_in_client_final_is_refused() {
         let ctx = ctx(None);
-        let (mut server, first) = start(
-            Mechanism::ScramSha256,
-            Some(b"n,,n=user,r=cn"),
-            &ctx,
-            &user_lookup,
-            "sn",
-        );
+        let (mut server, first) = start_sha256(&ctx, b"n,,n=user,r=cn");
         // The proof is valid for the AuthMessage the client sends, so only the nonce
         // comparison itself can catch the swap.
         let last = client_final_with_nonce(
@@ -1063,13 +1010,7 @@ mod tests {
     fn oversized_messages_are_refused() {
         let ctx = ctx(None);
         let huge = format!("n,,n=user,r={}", "a".repeat(CAP_SASL_MESSAGE_BYTES));
-        let (mut server, first) = start(
-            Mechanism::ScramSha256,
-            Some(huge.as_bytes()),
-            &ctx,
-            &user_lookup,
-            "sn",
-        );
+        let (mut server, first) = start_sha256(&ctx, huge.as_bytes());
         assert_eq!(first, Step::Failure(SaslFailure::MalformedRequest));
         assert_eq!(
             step(&mut server, b"n,,n=user,r=cn", &ctx, &user_lookup),
@@ -1078,13 +1019,7 @@ mod tests {
         // Right at the cap the message is still read.
         let at_cap = format!("n,,n=user,r={}", "a".repeat(CAP_SASL_MESSAGE_BYTES - 12));
         assert_eq!(at_cap.len(), CAP_SASL_MESSAGE_BYTES);
-        let (_, first) = start(
-            Mechanism::ScramSha256,
-            Some(at_cap.as_bytes()),
-            &ctx,
-            &user_lookup,
-            "sn",
-        );
+        let (_, first) = start_sha256(&ctx, at_cap.as_bytes());
         assert!(matches!(first, Step::Challenge(_)));
     }
 

@@ -305,11 +305,7 @@ fn parse_client_first(message: &[u8]) -> Result<ClientFirst<'_>, SaslFailure> {
         .and_then(|attr| attr.strip_prefix("n="))
         .ok_or(SaslFailure::MalformedRequest)
         .and_then(decode_saslname)?;
-    let client_nonce = attributes
-        .next()
-        .and_then(|attr| attr.strip_prefix("r="))
-        .filter(|nonce| is_printable(nonce))
-        .ok_or(SaslFailure::MalformedRequest)?;
+    let client_nonce = nonce_attribute(&mut attributes)?;
     check_extensions(attributes)?;
 
     Ok(ClientFirst {
@@ -391,11 +387,7 @@ fn parse_client_final(message: &[u8]) -> Result<ClientFinal<'_>, SaslFailure> {
         .and_then(|attr| attr.strip_prefix("c="))
         .ok_or(SaslFailure::MalformedRequest)
         .and_then(decode_base64)?;
-    let nonce = attributes
-        .next()
-        .and_then(|attr| attr.strip_prefix("r="))
-        .filter(|nonce| is_printable(nonce))
-        .ok_or(SaslFailure::MalformedRequest)?;
+    let nonce = nonce_attribute(&mut attributes)?;
     check_extensions(attributes)?;
 
     Ok(ClientFinal {
@@ -404,6 +396,18 @@ fn parse_client_final(message: &[u8]) -> Result<ClientFinal<'_>, SaslFailure> {
         nonce,
         proof,
     })
+}
+
+/// RFC 5802 §7 `nonce = "r=" c-nonce [s-nonce]`, printable characters only: the next
+/// attribute of both client messages.
+fn nonce_attribute<'a>(
+    attributes: &mut impl Iterator<Item = &'a str>,
+) -> Result<&'a str, SaslFailure> {
+    attributes
+        .next()
+        .and_then(|attr| attr.strip_prefix("r="))
+        .filter(|nonce| is_printable(nonce))
+        .ok_or(SaslFailure::MalformedRequest)
 }
 
 /// RFC 5802 §7 `extensions = attr-val *("," attr-val)`: unknown ones are ignored, but

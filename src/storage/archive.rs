@@ -88,8 +88,8 @@ use std::path::{Path, PathBuf};
 
 use self::format::{FrameSpan, MessageView, RecordView, SegmentHeader, payload_records};
 use self::index::Index;
-use self::segment::{Fault, Frame, Window, corrupt, io_error};
 use super::StoreError;
+use super::disk::{self, Fault, Frame, Window, corrupt, invalid_record, io_error};
 use crate::archive::{ArchivePage, ArchiveQuery, ArchiveRecord, ArchivedMessage, flags};
 use crate::limits::{
     ARCHIVE_INDEX_BYTES_PER_ACCOUNT, ARCHIVE_INDEX_BYTES_PER_ENTRY,
@@ -219,8 +219,8 @@ impl ArchiveStore {
         limits: ArchiveLimits,
         now_ms: u64,
     ) -> Result<(ArchiveStore, ArchiveLoad), StoreError> {
-        segment::create_private_dir(dir)?;
-        let lock = segment::take_lock(&dir.join(segment::LOCK_FILE))?;
+        disk::create_private_dir(dir)?;
+        let lock = disk::take_lock(&dir.join(disk::LOCK_FILE))?;
         let limits = limits.normalised();
         let seqs = segment::list_segments(dir)?;
         let mut index = Index::default();
@@ -298,7 +298,7 @@ impl ArchiveStore {
         for span in &self.spans {
             let bytes = self.buf.get(span.bytes.clone()).unwrap_or(&[]);
             if let Err(error) =
-                segment::write_and_sync(file, base + span.bytes.start as u64, bytes, fault)
+                disk::write_and_sync(file, base + span.bytes.start as u64, bytes, fault)
             {
                 if segment::truncate_and_sync(file, base, fault).is_err() {
                     self.active = Active::Poisoned { seq };
@@ -473,7 +473,7 @@ impl ArchiveStore {
         }
         deleted |= self.delete_for_size(0, 0)?;
         if deleted {
-            segment::sync_dir(&self.dir)?;
+            disk::sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -573,10 +573,10 @@ fn load_segment(
     );
     let mut offset = SEGMENT_HEADER_BYTES as u64;
     loop {
-        match segment::read_frame(&mut window, offset).map_err(io_error(&path))? {
+        match disk::read_frame(&mut window, offset).map_err(io_error(&path))? {
             Frame::End => break,
             Frame::Intact { payload_len } => {
-                let payload = segment::frame_payload(&mut window, &path, offset, payload_len)?;
+                let payload = disk::frame_payload(&mut window, &path, offset, payload_len)?;
                 let frame_end = offset + (FRAME_HEADER_BYTES + payload_len) as u64;
                 load_frame(&path, seq, offset..frame_end, payload, index, loader)?;
                 offset = frame_end;
@@ -589,18 +589,8 @@ fn load_segment(
                         format!("{what} in a closed segment"),
                     ));
                 }
-                if let Some(later) =
-                    segment::intact_frame_after(&mut window, offset).map_err(io_error(&path))?
-                {
-                    return Err(corrupt(
-                        &path,
-                        offset,
-                        format!("{what}, yet an intact frame follows at byte {later}"),
-                    ));
-                }
-                loader.torn_tail_bytes = file_len - offset;
-                file.set_len(offset).map_err(io_error(&path))?;
-                file.sync_data().map_err(io_error(&path))?;
+                loader.torn_tail_bytes =
+                    disk::truncate_torn_tail(&mut window, &path, offset, what)?;
                 if let Some(info) = index.segments.get_mut(&seq) {
                     info.bytes = offset;
                 }
@@ -621,13 +611,7 @@ fn load_frame(
 ) -> Result<(), StoreError> {
     let payload_offset = frame.start + FRAME_HEADER_BYTES as u64;
     for record in payload_records(payload) {
-        let (at, view) = record.map_err(|e| {
-            corrupt(
-                path,
-                payload_offset + e.offset() as u64,
-                format!("checksum is good but the record is invalid: {e}"),
-            )
-        })?;
+        let (at, view) = record.map_err(|e| invalid_record(path, payload_offset, &e))?;
         match view {
             RecordView::Message(m) => {
                 if m.id < loader.next_id || m.id == u64::MAX {

@@ -28,6 +28,7 @@
 //! raising one (say, for offline messages larger than 64 KiB) does not change the format.
 
 use std::fmt;
+use std::ops::RangeInclusive;
 
 use crate::db::{MamDefault, MamPrefs, Record, RosterItem, Subscription};
 use crate::sasl::{Credentials, ScramKeys};
@@ -175,7 +176,7 @@ impl DecodeError {
     }
 
     /// The same error with its offset moved by `base` (to report a file position).
-    fn shifted(self, base: usize) -> DecodeError {
+    pub(in crate::storage) fn shifted(self, base: usize) -> DecodeError {
         let at = |offset: usize| offset.saturating_add(base);
         match self {
             DecodeError::Truncated { offset } => DecodeError::Truncated { offset: at(offset) },
@@ -488,13 +489,18 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
     Ok(record)
 }
 
-/// A cursor that never reads past its slice: every shortfall is `Truncated`.
-struct Reader<'a> {
+/// A cursor that never reads past its slice: every shortfall is `Truncated`. The archive
+/// (`archive/format.rs`) reads its records with it too.
+pub(in crate::storage) struct Reader<'a> {
     bytes: &'a [u8],
-    pos: usize,
+    pub(in crate::storage) pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(in crate::storage) fn new(bytes: &'a [u8], pos: usize) -> Reader<'a> {
+        Reader { bytes, pos }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let truncated = DecodeError::Truncated { offset: self.pos };
         let end = self.pos.checked_add(n).ok_or(truncated.clone())?;
@@ -510,7 +516,7 @@ impl<'a> Reader<'a> {
             .map_err(|_| DecodeError::Truncated { offset })
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(in crate::storage) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
 
@@ -518,7 +524,7 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(in crate::storage) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
@@ -541,12 +547,33 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    /// A UTF-8 string of at most `max` bytes, borrowed from the input.
+    pub(in crate::storage) fn str(&mut self, max: usize) -> Result<&'a str, DecodeError> {
         let offset = self.pos;
-        let bytes = self.byte_string()?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::InvalidUtf8 { offset })
+        let len = self.bounded_len(max)?;
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { offset })
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        self.str(MAX_FIELD_BYTES).map(str::to_owned)
+    }
+
+    /// The next `[u32 len][record]` of a frame payload (the slice this reader holds): the
+    /// record's offset and bytes. A length running past the payload is `TooLong`.
+    pub(in crate::storage) fn length_prefixed_record(
+        &mut self,
+    ) -> Result<(usize, &'a [u8]), DecodeError> {
+        let len_offset = self.pos;
+        let len = self.bounded_len(MAX_RECORD_BYTES)?;
+        let record_offset = self.pos;
+        let remaining = self.bytes.len().saturating_sub(record_offset);
+        let bytes = self.take(len).map_err(|_| DecodeError::TooLong {
+            offset: len_offset,
+            len: len as u64,
+            max: remaining as u64,
+        })?;
+        Ok((record_offset, bytes))
     }
 
     fn flag(&mut self, what: &'static str) -> Result<bool, DecodeError> {
@@ -674,14 +701,14 @@ fn encode_frames_unchecked(records: &[Record], out: &mut Vec<u8>) -> Result<usiz
     Ok(frames)
 }
 
-fn put_u32_at(out: &mut [u8], at: usize, value: u32) {
+pub(in crate::storage) fn put_u32_at(out: &mut [u8], at: usize, value: u32) {
     if let Some(slot) = out.get_mut(at..at + 4) {
         slot.copy_from_slice(&value.to_le_bytes());
     }
 }
 
 /// Fills in the length and CRC of the frame whose header starts at `frame_start`.
-fn seal_frame(out: &mut [u8], frame_start: usize) {
+pub(in crate::storage) fn seal_frame(out: &mut [u8], frame_start: usize) {
     let payload_start = frame_start + FRAME_HEADER_BYTES;
     let len = (out.len() - payload_start) as u32;
     let len_bytes = len.to_le_bytes();
@@ -742,20 +769,10 @@ pub fn decode_frame_payload(
     payload: &[u8],
     mut each: impl FnMut(Record),
 ) -> Result<u64, DecodeError> {
-    let mut r = Reader {
-        bytes: payload,
-        pos: 0,
-    };
+    let mut r = Reader::new(payload, 0);
     let mut count = 0;
     while r.pos < payload.len() {
-        let len_offset = r.pos;
-        let len = r.bounded_len(MAX_RECORD_BYTES)?;
-        let record_offset = r.pos;
-        let bytes = r.take(len).map_err(|_| DecodeError::TooLong {
-            offset: len_offset,
-            len: len as u64,
-            max: (payload.len() - record_offset) as u64,
-        })?;
+        let (record_offset, bytes) = r.length_prefixed_record()?;
         each(decode_record(bytes).map_err(|e| e.shifted(record_offset))?);
         count += 1;
     }
@@ -781,14 +798,14 @@ pub struct SnapshotHeader {
 impl LogHeader {
     pub fn encode(&self) -> [u8; LOG_HEADER_BYTES] {
         let mut out = [0; LOG_HEADER_BYTES];
-        let mut w = HeaderWriter::new(&mut out, LOG_MAGIC);
+        let mut w = HeaderWriter::new(&mut out, LOG_MAGIC, FORMAT_VERSION);
         w.put(&self.generation.to_le_bytes());
         w.finish();
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<LogHeader, HeaderError> {
-        let mut r = HeaderReader::new(bytes, LOG_MAGIC, LOG_HEADER_BYTES)?;
+        let mut r = HeaderReader::new(bytes, LOG_MAGIC, READABLE_VERSIONS, LOG_HEADER_BYTES)?;
         let generation = r.u64();
         r.check()?;
         Ok(LogHeader { generation })
@@ -798,7 +815,7 @@ impl LogHeader {
 impl SnapshotHeader {
     pub fn encode(&self) -> [u8; SNAPSHOT_HEADER_BYTES] {
         let mut out = [0; SNAPSHOT_HEADER_BYTES];
-        let mut w = HeaderWriter::new(&mut out, SNAPSHOT_MAGIC);
+        let mut w = HeaderWriter::new(&mut out, SNAPSHOT_MAGIC, FORMAT_VERSION);
         w.put(&self.generation.to_le_bytes());
         w.put(&self.records.to_le_bytes());
         w.finish();
@@ -806,7 +823,12 @@ impl SnapshotHeader {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<SnapshotHeader, HeaderError> {
-        let mut r = HeaderReader::new(bytes, SNAPSHOT_MAGIC, SNAPSHOT_HEADER_BYTES)?;
+        let mut r = HeaderReader::new(
+            bytes,
+            SNAPSHOT_MAGIC,
+            READABLE_VERSIONS,
+            SNAPSHOT_HEADER_BYTES,
+        )?;
         let generation = r.u64();
         let records = r.u64();
         r.check()?;
@@ -817,28 +839,35 @@ impl SnapshotHeader {
     }
 }
 
-/// Writes magic, version, fields, then the CRC of everything before it.
-struct HeaderWriter<'a> {
+const READABLE_VERSIONS: RangeInclusive<u32> = OLDEST_READABLE_VERSION..=FORMAT_VERSION;
+
+/// Writes magic, version, fields, then the CRC of everything before it. The archive's
+/// segment header (`archive/format.rs`) has the same shape.
+pub(in crate::storage) struct HeaderWriter<'a> {
     out: &'a mut [u8],
     pos: usize,
 }
 
 impl<'a> HeaderWriter<'a> {
-    fn new(out: &'a mut [u8], magic: [u8; 8]) -> HeaderWriter<'a> {
+    pub(in crate::storage) fn new(
+        out: &'a mut [u8],
+        magic: [u8; 8],
+        version: u32,
+    ) -> HeaderWriter<'a> {
         let mut w = HeaderWriter { out, pos: 0 };
         w.put(&magic);
-        w.put(&FORMAT_VERSION.to_le_bytes());
+        w.put(&version.to_le_bytes());
         w
     }
 
-    fn put(&mut self, bytes: &[u8]) {
+    pub(in crate::storage) fn put(&mut self, bytes: &[u8]) {
         if let Some(slot) = self.out.get_mut(self.pos..self.pos + bytes.len()) {
             slot.copy_from_slice(bytes);
         }
         self.pos += bytes.len();
     }
 
-    fn finish(mut self) {
+    pub(in crate::storage) fn finish(mut self) {
         let crc = crc32c(self.out.get(..self.pos).unwrap_or(&[]));
         self.put(&crc.to_le_bytes());
     }
@@ -846,13 +875,18 @@ impl<'a> HeaderWriter<'a> {
 
 /// Reads a header of a known size: magic and version are checked on creation, the fields
 /// are read in order, and `check` verifies the trailing CRC.
-struct HeaderReader<'a> {
+pub(in crate::storage) struct HeaderReader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> HeaderReader<'a> {
-    fn new(bytes: &'a [u8], magic: [u8; 8], size: usize) -> Result<HeaderReader<'a>, HeaderError> {
+    pub(in crate::storage) fn new(
+        bytes: &'a [u8],
+        magic: [u8; 8],
+        versions: RangeInclusive<u32>,
+        size: usize,
+    ) -> Result<HeaderReader<'a>, HeaderError> {
         // The magic and version are checked before the length, so that a file of a newer
         // version with a longer or shorter header is reported as such.
         match bytes.get(..8) {
@@ -864,7 +898,7 @@ impl<'a> HeaderReader<'a> {
             Some(v) => u32::from_le_bytes(v),
             None => return Err(HeaderError::Truncated { len: bytes.len() }),
         };
-        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+        if !versions.contains(&version) {
             return Err(HeaderError::UnsupportedVersion { version });
         }
         match bytes.get(..size) {
@@ -877,7 +911,7 @@ impl<'a> HeaderReader<'a> {
     }
 
     /// Reads a field; the caller checked the header's length in `new`.
-    fn u64(&mut self) -> u64 {
+    pub(in crate::storage) fn u64(&mut self) -> u64 {
         let value = self
             .bytes
             .get(self.pos..self.pos + 8)
@@ -887,7 +921,7 @@ impl<'a> HeaderReader<'a> {
         value
     }
 
-    fn check(&self) -> Result<(), HeaderError> {
+    pub(in crate::storage) fn check(&self) -> Result<(), HeaderError> {
         let bad = HeaderError::BadChecksum { offset: self.pos };
         let stored: [u8; 4] = self
             .bytes

@@ -79,31 +79,28 @@
 //! replaces the log). The records of a failed append may or may not survive a crash, as
 //! with any failed fsync; they are never half-applied, a frame being all or nothing.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::codec::{
-    self, FRAME_HEADER_BYTES, FrameHeader, HeaderError, LOG_HEADER_BYTES, LogHeader,
-    MIN_FRAME_PAYLOAD, SNAPSHOT_HEADER_BYTES, SnapshotHeader,
+    self, FRAME_HEADER_BYTES, LOG_HEADER_BYTES, LogHeader, SNAPSHOT_HEADER_BYTES, SnapshotHeader,
+};
+use super::disk::{
+    Fault, Frame, LOCK_FILE, READ_WINDOW_BYTES, Window, corrupt, create_by_rename,
+    create_private_dir, create_private_file, frame_payload, header_error, invalid_record, io_error,
+    read_frame, read_header_bytes, sync_dir, take_lock, truncate, truncate_torn_tail,
+    write_and_sync,
 };
 use super::{Store, StoreError};
 use crate::db::{Db, Record};
 
-const LOCK_FILE: &str = "lock";
 const SNAPSHOT_FILE: &str = "snapshot";
 const LOG_FILE: &str = "log";
 const SNAPSHOT_TMP_FILE: &str = "snapshot.tmp";
 const LOG_TMP_FILE: &str = "log.tmp";
 
-/// The store holds password verifiers (SCRAM keys): owner only.
-const DIR_MODE: u32 = 0o700;
-const FILE_MODE: u32 = 0o600;
-
-/// Bytes read from disk at a time while loading. Loading holds one such window, or one
-/// frame if larger, never a whole file: a snapshot can outgrow a router's free memory.
-const READ_WINDOW_BYTES: usize = 64 * 1024;
+const BAD_MAGIC: &str = "not an xmppd store file (bad magic)";
 
 /// Records per group when writing a snapshot: bounds the encode buffer to tens of KiB.
 const SNAPSHOT_RECORDS_PER_FRAME: usize = 64;
@@ -149,23 +146,6 @@ enum LogState {
     /// A failed append could not be truncated away: appends are refused until reopen or
     /// compaction.
     Poisoned,
-}
-
-/// Failure injection for tests; empty (and free) in other builds.
-#[derive(Clone, Copy, Debug, Default)]
-struct Fault {
-    /// The log write stops half-way and fails.
-    #[cfg(test)]
-    write: bool,
-    /// The fdatasync after a complete log write fails.
-    #[cfg(test)]
-    sync: bool,
-    /// Truncating the log after a failed append fails.
-    #[cfg(test)]
-    truncate: bool,
-    /// Installing a new log (after a snapshot) fails.
-    #[cfg(test)]
-    new_log: bool,
 }
 
 impl FileStore {
@@ -265,7 +245,10 @@ impl Store for FileStore {
         match result {
             Ok(()) => *len += self.buf.len() as u64,
             Err(error) => {
-                if truncate_log(file, *len, fault).is_err() {
+                // Not synced: if the cut is lost in a crash, the half frame is a torn tail
+                // at the next load; if not, the next append's fdatasync persists the length
+                // it writes over.
+                if truncate(file, *len, fault).is_err() {
                     self.log = LogState::Poisoned;
                 }
                 return Err(StoreError::Io {
@@ -320,52 +303,6 @@ impl Store for FileStore {
 // Opening
 // ---------------------------------------------------------------------------------------
 
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |error| StoreError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
-}
-
-fn corrupt(path: &Path, offset: u64, what: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        path: path.to_path_buf(),
-        offset,
-        what: what.into(),
-    }
-}
-
-/// Creates the directory (and missing parents) as 0700. An existing directory keeps the
-/// mode its administrator gave it.
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(io_error(dir))
-}
-
-fn take_lock(path: &Path) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(io_error(path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
-            path: path.to_path_buf(),
-        }),
-        Err(TryLockError::Error(error)) => Err(StoreError::Io {
-            path: path.to_path_buf(),
-            error,
-        }),
-    }
-}
-
 fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(path)(e)),
@@ -384,42 +321,17 @@ fn open_existing(path: &Path, write: bool) -> Result<Option<(File, u64)>, StoreE
     }
 }
 
-fn header_error(path: &Path, e: HeaderError) -> StoreError {
-    match e {
-        HeaderError::Truncated { len } => corrupt(path, len as u64, "file ends inside its header"),
-        HeaderError::BadMagic => corrupt(path, 0, "not an xmppd store file (bad magic)"),
-        HeaderError::UnsupportedVersion { version } => StoreError::UnsupportedVersion {
-            path: path.to_path_buf(),
-            version,
-        },
-        HeaderError::BadChecksum { offset } => {
-            corrupt(path, offset as u64, "header checksum mismatch")
-        }
-    }
-}
-
-/// Reads a file header: at most `size` bytes from the start of the file.
-fn read_header<'w>(
-    window: &'w mut Window<'_>,
-    path: &Path,
-    size: usize,
-) -> Result<&'w [u8], StoreError> {
-    let available = window.file_len.min(size as u64) as usize;
-    window
-        .get(0, available)
-        .map_err(io_error(path))?
-        .ok_or_else(|| corrupt(path, 0, "file shrank while being read"))
-}
-
 /// Applies the snapshot to `db`. `None` if there is no snapshot (before the first
 /// compaction). Any damage is an error: a snapshot is never written in place.
 fn load_snapshot(path: &Path, db: &mut Db) -> Result<Option<SnapshotHeader>, StoreError> {
     let Some((file, file_len)) = open_existing(path, false)? else {
         return Ok(None);
     };
-    let mut window = Window::new(&file, file_len);
-    let header = SnapshotHeader::decode(read_header(&mut window, path, SNAPSHOT_HEADER_BYTES)?)
-        .map_err(|e| header_error(path, e))?;
+    let mut buf = Vec::new();
+    let mut window = Window::new(&file, file_len, &mut buf);
+    let header =
+        SnapshotHeader::decode(read_header_bytes(&mut window, path, SNAPSHOT_HEADER_BYTES)?)
+            .map_err(|e| header_error(path, e, BAD_MAGIC))?;
     let mut offset = SNAPSHOT_HEADER_BYTES as u64;
     let mut records = 0;
     loop {
@@ -454,9 +366,10 @@ fn load_log(path: &Path, db: &mut Db, report: &mut LoadReport) -> Result<LogStat
     let Some((file, file_len)) = open_existing(path, true)? else {
         return Ok(LogState::Missing);
     };
-    let mut window = Window::new(&file, file_len);
-    let header = LogHeader::decode(read_header(&mut window, path, LOG_HEADER_BYTES)?)
-        .map_err(|e| header_error(path, e))?;
+    let mut buf = Vec::new();
+    let mut window = Window::new(&file, file_len, &mut buf);
+    let header = LogHeader::decode(read_header_bytes(&mut window, path, LOG_HEADER_BYTES)?)
+        .map_err(|e| header_error(path, e, BAD_MAGIC))?;
     if header.generation < report.generation {
         report.stale_log_discarded = true;
         return Ok(LogState::Missing);
@@ -481,19 +394,7 @@ fn load_log(path: &Path, db: &mut Db, report: &mut LoadReport) -> Result<LogStat
                 offset += (FRAME_HEADER_BYTES + payload_len) as u64;
             }
             Frame::Damaged { what } => {
-                if let Some(later) =
-                    intact_frame_after(&mut window, offset).map_err(io_error(path))?
-                {
-                    return Err(corrupt(
-                        path,
-                        offset,
-                        format!("{what}, yet an intact frame follows at byte {later}"),
-                    ));
-                }
-                drop(window);
-                report.torn_tail_bytes = file_len - offset;
-                file.set_len(offset).map_err(io_error(path))?;
-                file.sync_data().map_err(io_error(path))?;
+                report.torn_tail_bytes = truncate_torn_tail(&mut window, path, offset, what)?;
                 break;
             }
         }
@@ -508,186 +409,15 @@ fn apply_frame(
     payload_len: usize,
     db: &mut Db,
 ) -> Result<u64, StoreError> {
+    let payload = frame_payload(window, path, offset, payload_len)?;
     let payload_offset = offset + FRAME_HEADER_BYTES as u64;
-    let payload = window
-        .get(payload_offset, payload_len)
-        .map_err(io_error(path))?
-        .ok_or_else(|| corrupt(path, offset, "file shrank while being read"))?;
-    codec::decode_frame_payload(payload, |record| db.apply(&record)).map_err(|e| {
-        corrupt(
-            path,
-            payload_offset + e.offset() as u64,
-            format!("checksum is good but the record is invalid: {e}"),
-        )
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// Reading frames
-// ---------------------------------------------------------------------------------------
-
-/// A bounded read cache over a file: holds one window of at least [`READ_WINDOW_BYTES`]
-/// (or one frame, if larger) and refills it with positioned reads.
-struct Window<'f> {
-    file: &'f File,
-    file_len: u64,
-    start: u64,
-    buf: Vec<u8>,
-}
-
-impl<'f> Window<'f> {
-    fn new(file: &'f File, file_len: u64) -> Window<'f> {
-        Window {
-            file,
-            file_len,
-            start: 0,
-            buf: Vec::new(),
-        }
-    }
-
-    /// The `n` bytes at `offset`, or `None` if the file ends before them.
-    fn get(&mut self, offset: u64, n: usize) -> io::Result<Option<&[u8]>> {
-        let Some(end) = offset.checked_add(n as u64) else {
-            return Ok(None);
-        };
-        if end > self.file_len {
-            return Ok(None);
-        }
-        let cached_end = self.start + self.buf.len() as u64;
-        if offset < self.start || end > cached_end {
-            let read_end = self
-                .file_len
-                .min(offset.saturating_add(n.max(READ_WINDOW_BYTES) as u64));
-            self.buf.clear();
-            self.buf.resize((read_end - offset) as usize, 0);
-            self.file.read_exact_at(&mut self.buf, offset)?;
-            self.start = offset;
-        }
-        let from = (offset - self.start) as usize;
-        Ok(self.buf.get(from..from + n))
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Frame {
-    End,
-    Intact { payload_len: usize },
-    Damaged { what: &'static str },
-}
-
-fn read_frame(window: &mut Window<'_>, offset: u64) -> io::Result<Frame> {
-    read_frame_filtered(window, offset, |_| true)
-}
-
-/// As [`read_frame`], with a cheap test of the payload that must pass before the CRC is
-/// computed.
-fn read_frame_filtered(
-    window: &mut Window<'_>,
-    offset: u64,
-    plausible: fn(&[u8]) -> bool,
-) -> io::Result<Frame> {
-    if offset >= window.file_len {
-        return Ok(Frame::End);
-    }
-    let Some(header) = window.get(offset, FRAME_HEADER_BYTES)? else {
-        return Ok(Frame::Damaged {
-            what: "the file ends inside a frame header",
-        });
-    };
-    let mut bytes = [0; FRAME_HEADER_BYTES];
-    bytes.copy_from_slice(header);
-    let header = FrameHeader::parse(bytes);
-    let Some(payload_len) = header.payload_len() else {
-        return Ok(Frame::Damaged {
-            what: "frame length out of range",
-        });
-    };
-    // Header and payload in one request, so that scanning byte by byte reuses the window.
-    let Some(frame) = window.get(offset, FRAME_HEADER_BYTES + payload_len)? else {
-        return Ok(Frame::Damaged {
-            what: "frame runs past the end of the file",
-        });
-    };
-    let payload = frame.get(FRAME_HEADER_BYTES..).unwrap_or(&[]);
-    if !plausible(payload) {
-        return Ok(Frame::Damaged {
-            what: "frame payload is not a sequence of records",
-        });
-    }
-    if header.matches(payload) {
-        Ok(Frame::Intact { payload_len })
-    } else {
-        Ok(Frame::Damaged {
-            what: "frame checksum mismatch",
-        })
-    }
-}
-
-/// The first offset after `damaged` at which an intact frame starts, if any. A frame
-/// whose payload is not tiled with records is not one a writer produced (its CRC is not
-/// even computed): it cannot prove that an append followed the damage.
-fn intact_frame_after(window: &mut Window<'_>, damaged: u64) -> io::Result<Option<u64>> {
-    let smallest_frame = (FRAME_HEADER_BYTES + MIN_FRAME_PAYLOAD) as u64;
-    let Some(last_start) = window.file_len.checked_sub(smallest_frame) else {
-        return Ok(None);
-    };
-    for offset in damaged.saturating_add(1)..=last_start {
-        if let Frame::Intact { .. } = read_frame_filtered(window, offset, codec::payload_is_tiled)?
-        {
-            return Ok(Some(offset));
-        }
-    }
-    Ok(None)
+    codec::decode_frame_payload(payload, |record| db.apply(&record))
+        .map_err(|e| invalid_record(path, payload_offset, &e))
 }
 
 // ---------------------------------------------------------------------------------------
 // Writing
 // ---------------------------------------------------------------------------------------
-
-fn create_private_file(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(io_error(path))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// One positioned write of the whole batch, then one fdatasync: the group commit.
-fn write_and_sync(file: &File, at: u64, bytes: &[u8], fault: Fault) -> io::Result<()> {
-    #[cfg(test)]
-    if fault.write {
-        file.write_all_at(bytes.get(..bytes.len() / 2).unwrap_or(&[]), at)?;
-        return Err(io::Error::other("injected write failure"));
-    }
-    file.write_all_at(bytes, at)?;
-    #[cfg(test)]
-    if fault.sync {
-        return Err(io::Error::other("injected fdatasync failure"));
-    }
-    let _ = fault;
-    file.sync_data()
-}
-
-/// Cuts a failed append away. Not synced: if the truncation is lost in a crash, the half
-/// frame is a torn tail at the next load; if not, the next append's fdatasync persists
-/// the length it writes over.
-fn truncate_log(file: &File, len: u64, fault: Fault) -> io::Result<()> {
-    #[cfg(test)]
-    if fault.truncate {
-        return Err(io::Error::other("injected truncate failure"));
-    }
-    let _ = fault;
-    file.set_len(len)
-}
 
 fn write_snapshot_file(path: &Path, generation: u64, records: &[Record]) -> Result<(), StoreError> {
     let file = create_private_file(path)?;
@@ -718,25 +448,15 @@ fn install_new_log(dir: &Path, generation: u64, fault: Fault) -> Result<File, St
     sync_dir(dir)?;
     let tmp = dir.join(LOG_TMP_FILE);
     #[cfg(test)]
-    if fault.new_log {
+    if fault.create {
         return Err(StoreError::Io {
             path: tmp,
             error: io::Error::other("injected log creation failure"),
         });
     }
     let _ = fault;
-    let file = create_private_file(&tmp)?;
-    let written = file
-        .write_all_at(&LogHeader { generation }.encode(), 0)
-        .and_then(|()| file.sync_all());
-    if let Err(error) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::Io { path: tmp, error });
-    }
-    if let Err(error) = fs::rename(&tmp, dir.join(LOG_FILE)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::Io { path: tmp, error });
-    }
+    let header = LogHeader { generation }.encode();
+    let file = create_by_rename(&tmp, &dir.join(LOG_FILE), &header)?;
     sync_dir(dir)?;
     // The handle still refers to the renamed file.
     Ok(file)
@@ -746,37 +466,8 @@ fn install_new_log(dir: &Path, generation: u64, fault: Fault) -> Result<File, St
 mod tests {
     use super::*;
     use crate::db::{RosterItem, Subscription};
-    use crate::sasl::{Credentials, ScramKeys};
-    use std::os::unix::fs::PermissionsExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A unique directory under the system temp dir, removed when dropped.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir().join(format!(
-                "xmppd-store-test-{}-{name}-{n}",
-                std::process::id()
-            ));
-            let _ = fs::remove_dir_all(&path);
-            TempDir(path)
-        }
-        fn path(&self) -> &Path {
-            &self.0
-        }
-        fn file(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::sasl::Credentials;
+    use crate::storage::test_files::{TempDir, file_len, mode, read, write};
 
     const NO_COMPACTION: u64 = u64::MAX;
 
@@ -787,25 +478,10 @@ mod tests {
         }
     }
 
-    fn creds(b: u8) -> Credentials {
-        Credentials {
-            salt: vec![b; 16],
-            iterations: 4096,
-            sha1: ScramKeys {
-                stored_key: [b; 20],
-                server_key: [b; 20],
-            },
-            sha256: ScramKeys {
-                stored_key: [b; 32],
-                server_key: [b; 32],
-            },
-        }
-    }
-
     fn user(name: &str) -> Record {
         Record::UserSet {
             user: name.into(),
-            credentials: creds(name.len() as u8),
+            credentials: Credentials::filled(name.len() as u8),
         }
     }
 
@@ -864,30 +540,10 @@ mod tests {
         offsets
     }
 
-    fn file_len(path: &Path) -> u64 {
-        fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-    }
-
-    fn read(path: &Path) -> Vec<u8> {
-        fs::read(path).unwrap_or_default()
-    }
-
-    fn write(path: &Path, bytes: &[u8]) {
-        if let Err(e) = fs::write(path, bytes) {
-            panic!("{}: {e}", path.display());
-        }
-    }
-
     fn frame_bytes(records: &[Record]) -> Vec<u8> {
         let mut out = Vec::new();
         assert_eq!(codec::encode_frames(records, &mut out), Ok(1));
         out
-    }
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0)
     }
 
     #[test]
@@ -1321,7 +977,7 @@ mod tests {
         let dir = TempDir::new("halfcompact");
         store_with_batches(&dir);
         let (mut store, db, _) = open(&dir);
-        store.fault.new_log = true;
+        store.fault.create = true;
         assert!(store.compact(&db).is_err());
         // The snapshot of generation 1 is in place; the old log must not be written to.
         assert!(store.append(&[user("lost?")]).is_err());

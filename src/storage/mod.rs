@@ -5,8 +5,11 @@
 
 pub mod archive;
 pub mod codec;
+mod disk;
 pub mod file;
 pub mod memory;
+#[cfg(test)]
+mod test_files;
 
 use std::fmt;
 use std::path::PathBuf;

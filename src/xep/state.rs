@@ -142,13 +142,21 @@ fn reply_from(req: &IqRequest) -> Option<String> {
     req.to.as_ref().map(|t| t.to_string())
 }
 
-/// Sends an iq result whose payload is already serialised (`body` may be empty).
-pub fn send_result_raw(core: &mut Core, req: &IqRequest, body: &[u8]) {
+/// Sends a reply to `req`: `<iq type='…' id='…' from='…' to='…'`, then what `rest` writes
+/// (`/>`, or `>`, the payload and `</iq>`). `from` is the address the request was sent to.
+pub fn send_reply(
+    core: &mut Core,
+    req: &IqRequest,
+    iq_type: &str,
+    rest: impl FnOnce(&mut Vec<u8>),
+) {
     let from = reply_from(req);
     let to = req.from.to_string();
     let id = req.id.clone();
     core.send(req.conn, |out| {
-        out.extend_from_slice(b"<iq type='result' id='");
+        out.extend_from_slice(b"<iq type='");
+        out.extend_from_slice(iq_type.as_bytes());
+        out.extend_from_slice(b"' id='");
         escape_attr(out, &id);
         out.push(b'\'');
         if let Some(f) = &from {
@@ -158,10 +166,18 @@ pub fn send_result_raw(core: &mut Core, req: &IqRequest, body: &[u8]) {
         }
         out.extend_from_slice(b" to='");
         escape_attr(out, &to);
+        out.push(b'\'');
+        rest(out);
+    });
+}
+
+/// Sends an iq result whose payload is already serialised (`body` may be empty).
+pub fn send_result_raw(core: &mut Core, req: &IqRequest, body: &[u8]) {
+    send_reply(core, req, "result", |out| {
         if body.is_empty() {
-            out.extend_from_slice(b"'/>");
+            out.extend_from_slice(b"/>");
         } else {
-            out.extend_from_slice(b"'>");
+            out.push(b'>');
             out.extend_from_slice(body);
             out.extend_from_slice(b"</iq>");
         }
@@ -199,21 +215,8 @@ pub fn reply_error_app(
     app_name: &str,
     app_ns: &str,
 ) -> super::IqReply {
-    let from = reply_from(req);
-    let to = req.from.to_string();
-    let id = req.id.clone();
-    core.send(req.conn, |out| {
-        out.extend_from_slice(b"<iq type='error' id='");
-        escape_attr(out, &id);
-        out.push(b'\'');
-        if let Some(f) = &from {
-            out.extend_from_slice(b" from='");
-            escape_attr(out, f);
-            out.push(b'\'');
-        }
-        out.extend_from_slice(b" to='");
-        escape_attr(out, &to);
-        out.extend_from_slice(b"'>");
+    send_reply(core, req, "error", |out| {
+        out.push(b'>');
         write_error_with_app(out, &err, Some((app_name, app_ns)));
         out.extend_from_slice(b"</iq>");
     });

@@ -66,14 +66,15 @@ fn own(core: &Core, req: &IqRequest) -> Result<String, IqReply> {
     }
 }
 
+/// The owner and the element a get or set names, both checked.
+fn own_target<'r>(core: &Core, req: &'r IqRequest) -> Result<(String, &'r Element), IqReply> {
+    Ok((own(core, req)?, target(req)?))
+}
+
 fn private_get(core: &mut Core, req: &IqRequest) -> IqReply {
-    let owner = match own(core, req) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    let e = match target(req) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let (owner, e) = match own_target(core, req) {
+        Ok(found) => found,
+        Err(reply) => return reply,
     };
     let stored = if e.name == "storage" && e.ns == NS_BOOKMARKS_LEGACY {
         Some(standalone_xml(&xep0402_bookmarks::legacy_view(
@@ -97,13 +98,9 @@ fn private_get(core: &mut Core, req: &IqRequest) -> IqReply {
 }
 
 fn private_set(core: &mut Core, req: &IqRequest) -> IqReply {
-    let owner = match own(core, req) {
-        Ok(o) => o,
-        Err(e) => return e,
-    };
-    let e = match target(req) {
-        Ok(e) => e,
-        Err(r) => return r,
+    let (owner, e) = match own_target(core, req) {
+        Ok(found) => found,
+        Err(reply) => return reply,
     };
     if e.name == "storage" && e.ns == NS_BOOKMARKS_LEGACY {
         return match xep0402_bookmarks::import_legacy(core, &owner, e) {

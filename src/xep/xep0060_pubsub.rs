@@ -12,7 +12,7 @@
 //! nodes, instant nodes, item expiry, `roster` and `authorize` access models.
 
 use super::data_forms;
-use super::state::{parse_stored, reply_error_app, send_result_raw, standalone_xml};
+use super::state::{parse_stored, reply_error_app, send_reply, send_result_raw, standalone_xml};
 use super::xep0163_pep::{self, may_access};
 use super::{IqReply, IqRequest};
 use crate::core::Core;
@@ -101,21 +101,8 @@ pub fn reply(core: &mut Core, req: &IqRequest, e: PubsubError) -> IqReply {
     match (e, app) {
         (PubsubError::Unsupported(feature), _) => {
             // §5.x: `<unsupported feature='…'/>` names what is missing.
-            let from = req.to.as_ref().map(|t| t.to_string());
-            let to = req.from.to_string();
-            let id = req.id.clone();
-            core.send(req.conn, |out| {
-                out.extend_from_slice(b"<iq type='error' id='");
-                escape_attr(out, &id);
-                out.push(b'\'');
-                if let Some(f) = &from {
-                    out.extend_from_slice(b" from='");
-                    escape_attr(out, f);
-                    out.push(b'\'');
-                }
-                out.extend_from_slice(b" to='");
-                escape_attr(out, &to);
-                out.extend_from_slice(b"'><error type='cancel'><feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><unsupported xmlns='http://jabber.org/protocol/pubsub#errors' feature='");
+            send_reply(core, req, "error", |out| {
+                out.extend_from_slice(b"><error type='cancel'><feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><unsupported xmlns='http://jabber.org/protocol/pubsub#errors' feature='");
                 escape_attr(out, feature);
                 out.extend_from_slice(b"'/></error></iq>");
             });

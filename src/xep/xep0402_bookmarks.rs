@@ -45,49 +45,39 @@ fn is_true(s: Option<&str>) -> bool {
     matches!(s, Some("1" | "true"))
 }
 
-/// XEP-0402 `<conference/>` item (id = room JID) → XEP-0048 `<conference/>`.
-fn to_legacy(room: &str, c: &Element) -> Element {
-    let mut e = Element::new("conference", NS_BOOKMARKS_LEGACY)
-        .with_attr("jid", room)
-        .with_attr(
-            "autojoin",
-            if is_true(c.attr("autojoin")) {
-                "true"
-            } else {
-                "false"
-            },
-        );
+/// Adds to `e`, a `<conference/>` in `to_ns`, the autojoin flag (as `true`/`false`), name,
+/// nick and password of `c`, whose children are in `from_ns`: the fields XEP-0402 and
+/// XEP-0048 have in common.
+fn with_shared_fields(mut e: Element, c: &Element, from_ns: &str, to_ns: &str) -> Element {
+    let autojoin = if is_true(c.attr("autojoin")) {
+        "true"
+    } else {
+        "false"
+    };
+    e.set_attr("autojoin", autojoin);
     if let Some(n) = c.attr("name") {
         e.set_attr("name", n);
     }
     for child in ["nick", "password"] {
-        if let Some(v) = c.child(child, NS_BOOKMARKS) {
-            e = e.with_child(Element::new(child, NS_BOOKMARKS_LEGACY).with_text(&v.text()));
+        if let Some(v) = c.child(child, from_ns) {
+            e = e.with_child(Element::new(child, to_ns).with_text(&v.text()));
         }
     }
     e
+}
+
+/// XEP-0402 `<conference/>` item (id = room JID) → XEP-0048 `<conference/>`.
+fn to_legacy(room: &str, c: &Element) -> Element {
+    let e = Element::new("conference", NS_BOOKMARKS_LEGACY).with_attr("jid", room);
+    with_shared_fields(e, c, NS_BOOKMARKS, NS_BOOKMARKS_LEGACY)
 }
 
 /// XEP-0048 `<conference/>` → `(room, XEP-0402 <conference/>)`, keeping the extensions
 /// of the item it replaces.
 fn from_legacy(c: &Element, previous: Option<&Element>) -> Option<(String, Element)> {
     let room = Jid::parse(c.attr("jid")?).ok()?.bare().to_string();
-    let mut e = Element::new("conference", NS_BOOKMARKS).with_attr(
-        "autojoin",
-        if is_true(c.attr("autojoin")) {
-            "true"
-        } else {
-            "false"
-        },
-    );
-    if let Some(n) = c.attr("name") {
-        e.set_attr("name", n);
-    }
-    for child in ["nick", "password"] {
-        if let Some(v) = c.child(child, NS_BOOKMARKS_LEGACY) {
-            e = e.with_child(Element::new(child, NS_BOOKMARKS).with_text(&v.text()));
-        }
-    }
+    let e = Element::new("conference", NS_BOOKMARKS);
+    let mut e = with_shared_fields(e, c, NS_BOOKMARKS_LEGACY, NS_BOOKMARKS);
     if let Some(ext) = previous.and_then(|p| p.child("extensions", NS_BOOKMARKS)) {
         e = e.with_child(ext.clone());
     }

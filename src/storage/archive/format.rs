@@ -11,7 +11,7 @@
 //!   segment was started, so the id counter survives even when every message is gone.
 //! - **Frames** are exactly those of the account store (`[u32 len][u32 crc32c][payload]`,
 //!   payload = one or more `[u32 record_len][record]`), checked with the same
-//!   [`FrameHeader`] and [`codec::payload_is_tiled`].
+//!   [`FrameHeader`] and [`crate::storage::codec::payload_is_tiled`].
 //! - A **record** is a tag byte and its fields; a **string** is `[u32 len][UTF-8]` with a
 //!   per-field cap (below):
 //!   - `1` message: `[u64 id][u64 ts_ms][u8 flags][str account][str with][str stanza]`
@@ -30,7 +30,8 @@ use std::ops::Range;
 use crate::archive::{ArchiveRecord, ArchivedMessage, flags};
 use crate::limits::{JID_PART_MAX_BYTES, MAX_ARCHIVED_JID_BYTES, MAX_ARCHIVED_STANZA_BYTES};
 use crate::storage::codec::{
-    self, DecodeError, FRAME_HEADER_BYTES, HeaderError, MAX_FRAME_PAYLOAD, MAX_RECORD_BYTES,
+    DecodeError, FRAME_HEADER_BYTES, HeaderError, HeaderReader, HeaderWriter, MAX_FRAME_PAYLOAD,
+    MAX_RECORD_BYTES, Reader, put_u32_at, seal_frame,
 };
 
 /// Version in every segment header; other versions are refused.
@@ -72,57 +73,23 @@ pub struct SegmentHeader {
 impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         let mut out = [0; SEGMENT_HEADER_BYTES];
-        let (version, seq, first_id) = (
-            ARCHIVE_FORMAT_VERSION.to_le_bytes(),
-            self.seq.to_le_bytes(),
-            self.first_id.to_le_bytes(),
-        );
-        let fields = SEGMENT_MAGIC
-            .iter()
-            .chain(&version)
-            .chain(&seq)
-            .chain(&first_id);
-        for (slot, byte) in out.iter_mut().zip(fields) {
-            *slot = *byte;
-        }
-        let crc = codec::crc32c(out.get(..SEGMENT_HEADER_BYTES - 4).unwrap_or(&[]));
-        if let Some(slot) = out.get_mut(SEGMENT_HEADER_BYTES - 4..) {
-            slot.copy_from_slice(&crc.to_le_bytes());
-        }
+        let mut w = HeaderWriter::new(&mut out, SEGMENT_MAGIC, ARCHIVE_FORMAT_VERSION);
+        w.put(&self.seq.to_le_bytes());
+        w.put(&self.first_id.to_le_bytes());
+        w.finish();
         out
     }
 
     /// Magic and version are checked before the length, so that a file of another version
     /// (whose header may differ in size) is reported as such.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
-        let truncated = HeaderError::Truncated { len: bytes.len() };
-        match bytes.get(..8) {
-            Some(m) if m == SEGMENT_MAGIC => {}
-            Some(_) => return Err(HeaderError::BadMagic),
-            None => return Err(truncated),
-        }
-        let version = le_u32(bytes, 8).ok_or(truncated.clone())?;
-        if version != ARCHIVE_FORMAT_VERSION {
-            return Err(HeaderError::UnsupportedVersion { version });
-        }
-        let seq = le_u64(bytes, 12).ok_or(truncated.clone())?;
-        let first_id = le_u64(bytes, 20).ok_or(truncated.clone())?;
-        let stored = le_u32(bytes, 28).ok_or(truncated)?;
-        if codec::crc32c(bytes.get(..28).unwrap_or(&[])) != stored {
-            return Err(HeaderError::BadChecksum { offset: 28 });
-        }
+        let versions = ARCHIVE_FORMAT_VERSION..=ARCHIVE_FORMAT_VERSION;
+        let mut r = HeaderReader::new(bytes, SEGMENT_MAGIC, versions, SEGMENT_HEADER_BYTES)?;
+        let seq = r.u64();
+        let first_id = r.u64();
+        r.check()?;
         Ok(SegmentHeader { seq, first_id })
     }
-}
-
-fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(b.try_into().ok()?))
-}
-
-fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    let b = bytes.get(at..at.checked_add(8)?)?;
-    Some(u64::from_le_bytes(b.try_into().ok()?))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -278,7 +245,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordView<'_>, DecodeError> {
             max: MAX_RECORD_BYTES as u64,
         });
     }
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader::new(bytes, 0);
     let record = match r.u8()? {
         tag::MESSAGE => {
             let id = r.u64()?;
@@ -322,63 +289,6 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordView<'_>, DecodeError> {
     Ok(record)
 }
 
-/// A cursor that never reads past its slice: every shortfall is `Truncated`.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let truncated = DecodeError::Truncated { offset: self.pos };
-        let end = self.pos.checked_add(n).ok_or(truncated.clone())?;
-        let slice = self.bytes.get(self.pos..end).ok_or(truncated)?;
-        self.pos = end;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let offset = self.pos;
-        self.take(N)?
-            .try_into()
-            .map_err(|_| DecodeError::Truncated { offset })
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        let [b] = self.array::<1>()?;
-        Ok(b)
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    /// A `u32` length checked against its cap before the bytes are looked at.
-    fn bounded_len(&mut self, max: usize) -> Result<usize, DecodeError> {
-        let offset = self.pos;
-        let len = self.u32()?;
-        match usize::try_from(len) {
-            Ok(n) if n <= max => Ok(n),
-            _ => Err(DecodeError::TooLong {
-                offset,
-                len: u64::from(len),
-                max: max as u64,
-            }),
-        }
-    }
-
-    fn str(&mut self, max: usize) -> Result<&'a str, DecodeError> {
-        let offset = self.pos;
-        let len = self.bounded_len(max)?;
-        let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { offset })
-    }
-}
-
 /// The records of a frame payload whose CRC has been checked, each with its offset in
 /// the payload. Error offsets count from the start of the payload; iteration stops after
 /// the first error.
@@ -411,49 +321,11 @@ impl<'a> Iterator for PayloadRecords<'a> {
 
 impl<'a> PayloadRecords<'a> {
     fn next_record(&mut self) -> Result<(usize, RecordView<'a>), DecodeError> {
-        let mut r = Reader {
-            bytes: self.payload,
-            pos: self.pos,
-        };
-        let len_offset = r.pos;
-        let len = r.bounded_len(MAX_RECORD_BYTES)?;
-        let record_offset = r.pos;
-        let bytes = r.take(len).map_err(|_| DecodeError::TooLong {
-            offset: len_offset,
-            len: len as u64,
-            max: self.payload.len().saturating_sub(record_offset) as u64,
-        })?;
+        let mut r = Reader::new(self.payload, self.pos);
+        let (record_offset, bytes) = r.length_prefixed_record()?;
         self.pos = r.pos;
-        let record = decode_record(bytes).map_err(|e| shift(e, record_offset))?;
+        let record = decode_record(bytes).map_err(|e| e.shifted(record_offset))?;
         Ok((record_offset, record))
-    }
-}
-
-/// The same error with its offset moved by `base`.
-fn shift(e: DecodeError, base: usize) -> DecodeError {
-    let at = |offset: usize| offset.saturating_add(base);
-    match e {
-        DecodeError::Truncated { offset } => DecodeError::Truncated { offset: at(offset) },
-        DecodeError::UnknownTag { offset, tag } => DecodeError::UnknownTag {
-            offset: at(offset),
-            tag,
-        },
-        DecodeError::TooLong { offset, len, max } => DecodeError::TooLong {
-            offset: at(offset),
-            len,
-            max,
-        },
-        DecodeError::InvalidUtf8 { offset } => DecodeError::InvalidUtf8 { offset: at(offset) },
-        DecodeError::InvalidValue {
-            offset,
-            what,
-            value,
-        } => DecodeError::InvalidValue {
-            offset: at(offset),
-            what,
-            value,
-        },
-        DecodeError::TrailingBytes { offset } => DecodeError::TrailingBytes { offset: at(offset) },
     }
 }
 
@@ -560,29 +432,10 @@ fn encode_batch_unchecked(
     Ok(())
 }
 
-fn put_u32_at(out: &mut [u8], at: usize, value: u32) {
-    if let Some(slot) = out.get_mut(at..at + 4) {
-        slot.copy_from_slice(&value.to_le_bytes());
-    }
-}
-
-/// Fills in the length and CRC-32C (over the length bytes and the payload, as the
-/// account store does) of the frame whose header starts at `frame_start`.
-fn seal_frame(out: &mut [u8], frame_start: usize) {
-    let payload_start = frame_start + FRAME_HEADER_BYTES;
-    let len = (out.len() - payload_start) as u32;
-    let crc = codec::crc32c_update(
-        codec::crc32c(&len.to_le_bytes()),
-        out.get(payload_start..).unwrap_or(&[]),
-    );
-    put_u32_at(out, frame_start, len);
-    put_u32_at(out, frame_start + 4, crc);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::codec::FrameHeader;
+    use crate::storage::codec::{self, FrameHeader};
 
     pub(crate) fn message(id: u64, account: &str, with: &str, flags: u8) -> ArchivedMessage {
         ArchivedMessage {

@@ -20,10 +20,11 @@ use std::path::Path;
 
 use super::format::{MessageView, RecordView, payload_records};
 use super::index::{AccountState, Floor, SegEntry, archived_count, floor, may_contain, with_bits};
-use super::segment::{self, Frame, Window, corrupt, io_error};
+use super::segment;
 use crate::archive::{ArchivePage, ArchiveQuery, ArchivedMessage, flags};
 use crate::storage::StoreError;
 use crate::storage::codec::FRAME_HEADER_BYTES;
+use crate::storage::disk::{self, Frame, Window, corrupt, invalid_record, io_error};
 
 /// Visibility rules in force, from the store's limits and the clock.
 #[derive(Clone, Copy, Debug)]
@@ -265,7 +266,7 @@ impl Scanner<'_> {
         let mut offset = e.start;
         while offset < e.end {
             let payload_len =
-                match segment::read_frame(&mut window, offset).map_err(io_error(&path))? {
+                match disk::read_frame(&mut window, offset).map_err(io_error(&path))? {
                     Frame::Intact { payload_len } => payload_len,
                     Frame::End => {
                         return Err(corrupt(
@@ -282,16 +283,10 @@ impl Scanner<'_> {
                         ));
                     }
                 };
-            let payload = segment::frame_payload(&mut window, &path, offset, payload_len)?;
+            let payload = disk::frame_payload(&mut window, &path, offset, payload_len)?;
             let payload_offset = offset + FRAME_HEADER_BYTES as u64;
             for record in payload_records(payload) {
-                let (_, view) = record.map_err(|e| {
-                    corrupt(
-                        &path,
-                        payload_offset + e.offset() as u64,
-                        format!("checksum is good but the record is invalid: {e}"),
-                    )
-                })?;
+                let (_, view) = record.map_err(|e| invalid_record(&path, payload_offset, &e))?;
                 let RecordView::Message(m) = view else {
                     continue;
                 };

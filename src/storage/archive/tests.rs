@@ -1,39 +1,17 @@
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::format::SEGMENT_HEADER_BYTES;
-use super::segment::{Fault, segment_file_name};
+use super::segment::segment_file_name;
 use super::*;
 use crate::archive::flags::{ARCHIVED, OFFLINE, OUTGOING};
-
-/// A unique directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
+use crate::storage::disk::Fault;
+use crate::storage::test_files::{TempDir, file_len, mode, read, write};
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "xmppd-archive-test-{}-{name}-{n}",
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
     fn seg(&self, seq: u64) -> PathBuf {
-        self.0.join(segment_file_name(seq))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        self.file(&segment_file_name(seq))
     }
 }
 
@@ -107,18 +85,6 @@ fn q(account: &str, max: usize) -> ArchiveQuery {
         max,
         ..ArchiveQuery::default()
     }
-}
-
-fn file_len(path: &Path) -> u64 {
-    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_default()
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    assert!(fs::write(path, bytes).is_ok());
 }
 
 fn expect_corrupt(dir: &TempDir, path: &Path, offset: u64) {
@@ -281,11 +247,6 @@ fn files_are_private_and_the_lock_is_exclusive() {
     let dir = TempDir(root.path().join("nested/archive"));
     let (mut store, _) = open(&dir);
     append(&mut store, &messages(&[msg(1, "a", "b@h", ARCHIVED)]));
-    let mode = |p: &Path| {
-        fs::metadata(p)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0)
-    };
     assert_eq!(mode(dir.path()), 0o700);
     assert_eq!(mode(&dir.seg(1)), 0o600);
     assert_eq!(mode(&dir.path().join("lock")), 0o600);
