@@ -9,7 +9,10 @@ use crate::db::{Db, Record, RosterItem, User};
 
 pub(crate) enum Undo {
     /// The account as it was before `UserSet`/`UserDelete` (`None`: it did not exist).
-    User { user: String, prev: Option<User> },
+    User {
+        user: String,
+        prev: Option<Box<User>>,
+    },
     RosterItem {
         user: String,
         jid: String,
@@ -42,7 +45,7 @@ pub(crate) fn undo_for(db: &Db, record: &Record) -> Undo {
     match record {
         Record::UserSet { user, .. } | Record::UserDelete { user } => Undo::User {
             user: user.clone(),
-            prev: db.users.get(user).cloned(),
+            prev: db.users.get(user).cloned().map(Box::new),
         },
         Record::RosterSet { user, jid, .. } | Record::RosterDelete { user, jid, .. } => {
             let u = db.users.get(user);
@@ -88,7 +91,7 @@ pub(crate) fn apply_undo(db: &mut Db, undo: Undo) {
     match undo {
         Undo::User { user, prev } => match prev {
             Some(u) => {
-                db.users.insert(user, u);
+                db.users.insert(user, *u);
             }
             None => {
                 db.users.remove(&user);
