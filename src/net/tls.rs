@@ -73,8 +73,11 @@ pub fn setup(
     let fingerprint = fingerprint(leaf.as_ref());
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| TlsError::Pem(key_path.clone(), e.to_string()))?;
-    let starttls = server_config(certs.clone(), key.clone_key(), Vec::new())?;
-    let direct = server_config(certs, key, vec![ALPN_XMPP_CLIENT.to_vec()])?;
+    // One ticket key for both listeners: a client resumes whichever port it comes back on.
+    let ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let starttls = server_config(certs.clone(), key.clone_key(), Vec::new(), &ticketer)?;
+    let direct = server_config(certs, key, vec![ALPN_XMPP_CLIENT.to_vec()], &ticketer)?;
     Ok(TlsSetup {
         starttls,
         direct,
@@ -87,6 +90,7 @@ fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     alpn: Vec<Vec<u8>>,
+    ticketer: &Arc<dyn rustls::server::ProducesTickets>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider.cipher_suites = preferred_cipher_suites();
@@ -98,6 +102,13 @@ fn server_config(
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
     cfg.alpn_protocols = alpn;
+    // Resumption (a phone coming back from sleep skips the certificate and its signature)
+    // with stateless tickets: the server keeps nothing per session, where rustls's default
+    // cache would hold up to 256 sessions per listener. One ticket per handshake is enough
+    // for a client that keeps one connection.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.ticketer = ticketer.clone();
+    cfg.send_tls13_tickets = 1;
     // Our order wins: clients (rustls, OpenSSL) put AES-256-GCM-SHA384 first, whose
     // SHA-384 key schedule and wider key cost a router more than the alternatives give it.
     cfg.ignore_client_order = true;
@@ -239,5 +250,67 @@ mod tests {
             suites[0].suite(),
             rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
         );
+    }
+
+    /// Runs one in-memory handshake; returns how the client saw it.
+    #[cfg(feature = "generate-cert")]
+    fn handshake(
+        server: &Arc<ServerConfig>,
+        client: &Arc<rustls::ClientConfig>,
+    ) -> Option<rustls::HandshakeKind> {
+        let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
+        let mut c = rustls::ClientConnection::new(client.clone(), name).ok()?;
+        let mut s = rustls::ServerConnection::new(server.clone()).ok()?;
+        // Enough round trips for the handshake and the ticket that follows it.
+        for _ in 0..8 {
+            let mut wire = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut wire).ok()?;
+            }
+            let mut rd = wire.as_slice();
+            while !rd.is_empty() {
+                s.read_tls(&mut rd).ok()?;
+                s.process_new_packets().ok()?;
+            }
+            let mut wire = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut wire).ok()?;
+            }
+            let mut rd = wire.as_slice();
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).ok()?;
+                c.process_new_packets().ok()?;
+            }
+        }
+        c.handshake_kind()
+    }
+
+    #[cfg(feature = "generate-cert")]
+    #[test]
+    fn a_returning_client_resumes_on_either_listener() {
+        let dir = std::env::temp_dir().join(format!("xmppd-tls-resume-{}", std::process::id()));
+        let setup = setup(None, None, &dir, "localhost").expect("tls setup");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&setup.cert_path).expect("cert file") {
+            roots.add(cert.expect("cert")).expect("root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
+        let client = Arc::new(client);
+        assert_eq!(
+            handshake(&setup.starttls, &client),
+            Some(rustls::HandshakeKind::Full)
+        );
+        // The ticket from the STARTTLS port is good on the direct TLS one.
+        assert_eq!(
+            handshake(&setup.direct, &client),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
