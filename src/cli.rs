@@ -198,8 +198,14 @@ fn load_config(path: Option<&Path>) -> Result<Config, i32> {
 
 fn check_config(path: &Path) -> i32 {
     match load_config(Some(path)) {
-        Ok(_) => {
+        Ok(cfg) => {
             println!("{}: OK", path.display());
+            // What the limits in force allow at most (README "Memory"), so a board's
+            // config can be checked against its RAM before it is installed.
+            println!(
+                "worst-case memory with these limits: {} MiB",
+                crate::net::worst_case_bytes(&cfg).div_ceil(1024 * 1024)
+            );
             EXIT_OK
         }
         Err(code) => code,

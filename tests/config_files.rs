@@ -135,3 +135,33 @@ fn concurrent_account_commands_wait_for_each_other() {
     assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 6);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The worst-case memory `check-config` prints for a config file, in MiB.
+fn worst_case_mib(config: &Path) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_xmppd"))
+        .args(["check-config", "--config"])
+        .arg(config)
+        .output()
+        .expect("run xmppd");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("worst-case memory with these limits: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no worst-case line in {text:?}"))
+}
+
+#[test]
+fn the_router_config_fits_a_small_router() {
+    // OpenWrt itself keeps roughly 25 MiB of a 64 MiB router; the server's worst case
+    // (every buffer of every connection full at once) must fit what a 128 MiB one leaves
+    // with room to spare, and the defaults must not.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let router = worst_case_mib(&root.join("board/openwrt/xmppd.generated.example.toml"));
+    assert!(router <= 48, "OpenWrt config: {router} MiB worst case");
+    let defaults = worst_case_mib(&root.join("config/xmppd.example.toml"));
+    assert!(
+        defaults > router,
+        "the defaults ({defaults} MiB) are for bigger boards than the router config ({router} MiB)"
+    );
+}

@@ -315,7 +315,7 @@ fn openwrt_uci_config_translates_to_a_config_that_passes_check_config() {
         "listen = [\"[::]:5222\"]",
         "require_encryption = true",
         "flush_delay_ms = 1000",
-        "max_connections = 64",
+        "max_connections = 32",
     ] {
         assert!(
             toml.lines().any(|l| l == line),

@@ -416,6 +416,10 @@ async fn run(
     }
     log::info!("domain: {}", cfg.domain);
     log::info!(
+        "worst-case memory with these limits: {} MiB",
+        worst_case_bytes(&cfg).div_ceil(1024 * 1024)
+    );
+    log::info!(
         "certificate {} SHA-256 fingerprint: {}",
         tls.cert_path.display(),
         tls.fingerprint
