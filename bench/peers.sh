@@ -4,18 +4,37 @@
 # and all of its state under one work directory. Nothing under /etc is read or changed, no system
 # service is started, and every process this script starts is stopped by its PID.
 #
-#   bench/peers.sh install          apt-get install prosody ejabberd (services kept from starting)
-#   bench/peers.sh prepare WORK     certificate, configs, accounts; WORK/NAME/{server.env,run.sh}
+#   bench/peers.sh install          apt-get install prosody ejabberd erlang-p1-sqlite3 (services
+#                                   kept from starting)
+#   bench/peers.sh prepare WORK     certificate, configs, accounts;
+#                                   WORK/NAME/{server.env,run.sh,reset.sh}
 #   bench/peers.sh cleanup WORK     stop what prepare left running (ejabberd's epmd) by PID
 #
 # The benchmark (xmppd-bench suite --work WORK) starts each server with `exec WORK/NAME/run.sh`
-# so that the PID it holds is the server's own (for /proc/PID/status and /proc/PID/stat).
+# so that the PID it holds is the server's own (for /proc/PID/status and /proc/PID/stat), and
+# runs WORK/NAME/reset.sh before every start, outside the timed window: it empties the message
+# archive, so that every repetition starts from the same state. (A growing archive otherwise
+# changes the peers' cost per message from one repetition to the next: Prosody's file storage
+# reads a whole per-account list at the first message after a start and rewrites it at each
+# 100 messages once an account holds 10000; ejabberd's mnesia archive is a bag with one key
+# per account, so each message costs time proportional to the account's archive.)
 #
 # Alike on all three: domain "localhost"; STARTTLS offered but not required (the plain scenarios
 # log in without TLS); direct TLS (XEP-0368) on a second port; the same ECDSA P-256 certificate;
-# passwords stored as SCRAM-SHA-1 keys derived with 4096 PBKDF2 iterations; no offline storage,
-# no stream management, no carbons, no archive, no rate limits (Prosody's mod_limits and
-# ejabberd's shapers are off); logging at warning level to a file.
+# passwords stored as SCRAM-SHA-1 keys derived with 4096 PBKDF2 iterations; no rate limits
+# (Prosody's mod_limits and ejabberd's shapers are off); logging at warning level to a file.
+# Features: the peers load the counterparts of what xmppd has on by default — roster with
+# versioning, disco, ping, version, offline storage (XEP-0160), stream management (XEP-0198),
+# carbons (XEP-0280), client state indication (XEP-0352), a message archive that stores every
+# chat message for sender and recipient (XEP-0313), PEP with entity caps (XEP-0163/0115),
+# vCard with avatar hashes in presence (XEP-0054/0153/0398), private XML storage (XEP-0049),
+# bookmarks (XEP-0402/0048) and blocking (XEP-0191); in-band registration stays off everywhere
+# (xmppd's default). The report (bench/src/report.rs) lists the modules; keep the two in step.
+# Archive storage: xmppd its own segment files; Prosody its internal file storage; ejabberd
+# SQLite (erlang-p1-sqlite3), the backend its own start-up warning recommends for small
+# servers, not mnesia: ejabberd 23.01's mnesia archive slowed from 460 to 190 messages/s over
+# three 6-second runs here (2.2 → 5.5 ms of CPU per message) as the accounts' archives grew,
+# and is limited to 2 GB.
 #
 # Environment (defaults in brackets): XMPPD_BIN [target/release/xmppd], BENCH_USERS [201: accounts
 # PREFIX0 .. PREFIX200], BENCH_PREFIX [bench], BENCH_PASSWORD [bench-password],
@@ -49,9 +68,11 @@ install_peers() {
     local missing=()
     command -v prosody >/dev/null || missing+=(prosody)
     [ -x /usr/sbin/ejabberdctl ] || missing+=(ejabberd)
+    # ejabberd's SQLite driver, for its message archive.
+    compgen -G "/usr/lib/erlang/lib/p1_sqlite3-*" >/dev/null || missing+=(erlang-p1-sqlite3)
     command -v openssl >/dev/null || missing+=(openssl)
     if [ ${#missing[@]} -eq 0 ]; then
-        log "prosody, ejabberd and openssl are installed"
+        log "prosody, ejabberd (with erlang-p1-sqlite3) and openssl are installed"
         return
     fi
     [ "$(id -u)" = 0 ] || die "installing ${missing[*]} needs root"
@@ -83,7 +104,14 @@ prefix=$PREFIX
 password=$PASSWORD
 users=$USERS
 run=$WORK/$1/run.sh
+reset=$WORK/$1/reset.sh
 EOF
+}
+
+write_reset() { # NAME SHELL-COMMANDS: what empties NAME's message archive (not timed)
+    printf '#!/bin/sh\n# Empties the message archive before a start (bench/peers.sh).\nset -e\n%s\n' "$2" \
+        >"$WORK/$1/reset.sh"
+    chmod +x "$WORK/$1/reset.sh"
 }
 
 make_certificate() {
@@ -138,6 +166,8 @@ EOF
 exec "$XMPPD_BIN" serve --config "$dir/xmppd.toml" 2>>"$dir/xmppd.log"
 EOF
     chmod +x "$dir/run.sh"
+    # The archive (offline messages included) is its own directory, apart from the accounts.
+    write_reset xmppd "rm -rf '$dir/data/archive'"
     if [ ! -f "$dir/users.done" ]; then
         log "xmppd: creating $USERS accounts"
         rm -rf "$dir/data"
@@ -165,15 +195,37 @@ certificates = "$WORK/tls"
 network_backend = "epoll"
 log = { warn = "$dir/prosody.log" }
 
--- Same features as xmppd: roster, presence, disco, ping, version, legacy session, TLS, SASL.
--- mod_limits is NOT loaded (it would throttle each connection to ~3000 bytes/s).
-modules_enabled = { "roster", "saslauth", "tls", "disco", "ping", "version" }
--- Auto-loaded modules without an xmppd counterpart: no offline storage, no s2s.
-modules_disabled = { "offline", "s2s", "s2s_auth_certs" }
+-- The counterparts of xmppd's default features (bench/peers.sh's header lists them).
+-- mod_limits is NOT loaded (it would throttle each connection to ~3000 bytes/s). "offline"
+-- (XEP-0160) is auto-loaded, as are presence, message, iq and c2s. Roster versioning is part of
+-- mod_roster; entity caps are handled by mod_pep.
+modules_enabled = {
+    "roster", "saslauth", "tls", "disco", "ping", "version",
+    "smacks",                      -- XEP-0198 (in Prosody's core since 0.12)
+    "carbons",                     -- XEP-0280
+    "csi_simple",                  -- XEP-0352 (pulls in mod_csi)
+    "mam",                         -- XEP-0313
+    "pep",                         -- XEP-0163 on XEP-0060, XEP-0115 caps for +notify
+    "vcard_legacy",                -- XEP-0054 on PEP, XEP-0398 avatar conversion, XEP-0153 hash
+    "private",                     -- XEP-0049
+    "bookmarks",                   -- XEP-0402 with the XEP-0048 view
+    "blocklist",                   -- XEP-0191
+}
+-- Auto-loaded modules without an xmppd counterpart.
+modules_disabled = { "s2s", "s2s_auth_certs" }
+
+-- The archive as xmppd keeps it: every chat message with a body, for both parties, without
+-- any client having asked for it, at most 10000 messages per account, kept for a year.
+default_archive_policy = true
+mam_smart_enable = false
+storage_archive_item_limit = 10000
+archive_expires_after = "1y"
+-- XEP-0198 resumption window: xmppd's limits.sm_resume_secs default.
+smacks_hibernation_time = 600
 
 authentication = "internal_hashed"
 default_iteration_count = $ITERATIONS  -- Prosody's default is 10000; xmppd and ejabberd use 4096
-storage = "internal"
+storage = "internal"          -- files under data_path, the archive included
 
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -196,6 +248,7 @@ EOF
 exec prosody --config "$dir/prosody.cfg.lua" -F
 EOF
     chmod +x "$dir/run.sh"
+    write_reset prosody "rm -rf '$dir/data/$DOMAIN/archive' '$dir/data/$DOMAIN/archive_cleanup'"
     if [ ! -f "$dir/users.done" ]; then
         log "prosody: creating $USERS accounts"
         rm -rf "$dir/data" && mkdir -p "$dir/data"
@@ -267,6 +320,10 @@ listen:
     tls: true
     shaper: none
 auth_method: internal
+# Only the message archive is in SQL (mod_mam's db_type); everything else stays in mnesia.
+# ejabberd creates the database with its lite.sql schema at its first query (prepare makes one).
+sql_type: sqlite
+sql_database: "$dir/spool/mam.db"
 auth_password_format: scram
 auth_scram_hash: sha
 disable_sasl_mechanisms:
@@ -280,11 +337,15 @@ access_rules:
     allow: all
   local:
     allow: local
+  pubsub_createnode:
+    allow: local
 shaper_rules:
   max_user_sessions: 10
+  # xmppd's limits.max_offline_messages default.
+  max_user_offline_messages: 100
   c2s_shaper: none
-# Same features as xmppd: roster, presence, disco, ping, version. No offline storage, no
-# stream management, no carbons, no archive, no caps/PEP, no registration, no web/API/MQTT.
+# The counterparts of xmppd's default features (bench/peers.sh's header lists them); no
+# registration, no web/API/MQTT/STUN listeners. Storage in mnesia, the archive in SQLite.
 modules:
   mod_roster:
     versioning: true
@@ -292,6 +353,36 @@ modules:
   mod_ping: {}
   mod_version:
     show_os: false
+  mod_offline:
+    access_max_user_messages: max_user_offline_messages
+  # Every chat message archived for sender and recipient, without any client having asked.
+  mod_mam:
+    db_type: sql
+    default: always
+  mod_carboncopy: {}
+  mod_stream_mgmt:
+    resend_on_timeout: if_offline
+    resume_timeout: 600
+    max_resume_timeout: 3600
+  mod_client_state: {}
+  mod_caps: {}
+  # PEP; the "flat" plugin comes first as in ejabberd's packaged configuration (it also gives
+  # a pubsub.$DOMAIN service, which the benchmark never uses).
+  mod_pubsub:
+    access_createnode: pubsub_createnode
+    plugins:
+      - flat
+      - pep
+    force_node_config:
+      "storage:bookmarks":
+        access_model: whitelist
+  mod_vcard:
+    search: false
+  mod_vcard_xupdate: {}
+  mod_avatar: {}
+  mod_private: {}
+  mod_blocking: {}
+  mod_privacy: {}
 EOF
     cat >"$dir/run.sh" <<EOF
 #!/bin/sh
@@ -326,10 +417,18 @@ EOF
         local n=$((USERS - 1))
         ejabberd_rpc "[ejabberd_auth:try_register(list_to_binary(\"$PREFIX\" ++ integer_to_list(I)), <<\"$DOMAIN\">>, <<\"$PASSWORD\">>) || I <- lists:seq(0, $n)]" >"$dir/register.out"
         grep -q error "$dir/register.out" && { kill "$pid"; die "ejabberd registration failed: $(head -c 300 "$dir/register.out")"; }
+        # ejabberd opens the SQLite archive (creating it with its schema) at the first query,
+        # which would otherwise be the first archived message of a measured run: one query now,
+        # and the empty database is kept for reset.sh.
+        ejabberd_rpc "ejabberd_sql:sql_query(<<\"$DOMAIN\">>, [<<\"SELECT count(*) FROM archive;\">>])" >"$dir/sql.out"
+        grep -q selected "$dir/sql.out" || { kill "$pid"; die "ejabberd's SQLite archive: $(head -c 300 "$dir/sql.out")"; }
         kill -TERM "$pid"
         wait "$pid" || true
+        cp "$dir/spool/mam.db" "$dir/spool/mam-empty.db"
         touch "$dir/users.done"
     fi
+    write_reset ejabberd "rm -f '$dir/spool/mam.db-journal'
+if [ -f '$dir/spool/mam-empty.db' ]; then cp '$dir/spool/mam-empty.db' '$dir/spool/mam.db'; else rm -f '$dir/spool/mam.db'; fi"
     write_server_env ejabberd "$EJABBERD_PORT" "$EJABBERD_TLS_PORT"
 }
 
@@ -357,5 +456,5 @@ cleanup)
     WORK="$(cd "${2:?usage: peers.sh cleanup WORK}" && pwd)"
     cleanup
     ;;
-*) sed -n '2,12p' "$0"; exit 2 ;;
+*) sed -n '2,11p' "$0"; exit 2 ;;
 esac

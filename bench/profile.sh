@@ -31,6 +31,7 @@ trap 'kill "$PID" 2>/dev/null || true' EXIT
 "$BENCH" run --spec "$SPEC" --scenario setup-fanout
 
 callgraph=()
+# shellcheck disable=SC2054 # "dwarf,16384" is one argument of perf, not two elements
 [ -n "${PERF_CALLGRAPH:-}" ] && callgraph=(--call-graph dwarf,16384)
 
 # Sums the self-time percentages of `perf report --sort symbol` by area of the code.

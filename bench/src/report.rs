@@ -89,8 +89,11 @@ fn versions() -> Vec<String> {
     }
     if let Some(e) = dpkg("ejabberd") {
         v.push(format!(
-            "ejabberd {e} (Debian package), Erlang/OTP {}",
-            dpkg("erlang-base").unwrap_or_else(|| "?".into())
+            "ejabberd {e} (Debian package), Erlang/OTP {}, SQLite {} through erlang-p1-sqlite3 {} \
+             (its message archive)",
+            dpkg("erlang-base").unwrap_or_else(|| "?".into()),
+            dpkg("libsqlite3-0").unwrap_or_else(|| "?".into()),
+            dpkg("erlang-p1-sqlite3").unwrap_or_else(|| "?".into())
         ));
     }
     if let Some(o) = command_output("openssl", &["version"]) {
@@ -414,23 +417,7 @@ fn config_section(out: &mut String, input: &ReportInput) {
         o.sessions.max(o.contacts),
         o.mechanism.name()
     );
-    out.push_str(
-        "Modules on, chosen to match what xmppd implements (roster, presence, disco, ping, version, \
-         legacy session, STARTTLS, direct TLS, SASL):\n\n\
-         - **xmppd**: everything it has (RFC 6120/6121 core, XEP-0030, XEP-0092, XEP-0199, XEP-0368), \
-         `require_encryption = false`, `allow_plain_unencrypted = true`; compiled limits: \
-         max_connections 256, max_resources_per_account 8.\n\
-         - **Prosody**: `roster saslauth tls disco ping version` (+ its always-on c2s, presence, \
-         message, iq); `offline`, `s2s` disabled; **mod_limits not loaded** (it would throttle each \
-         connection to ~3000 B/s); `network_backend = \"epoll\"`, `c2s_require_encryption = false`, \
-         storage internal (files).\n\
-         - **ejabberd**: `mod_roster mod_disco mod_ping mod_version`; no mod_offline, mod_stream_mgmt, \
-         mod_carbons, mod_mam, mod_caps/PEP, mod_register, HTTP/MQTT/STUN listeners; shapers off \
-         (`c2s_shaper: none`), `starttls_required: false`, `auth_password_format: scram`, mnesia; \
-         started with ejabberdctl's VM flags (`+K true +P 250000`) under its own node name and \
-         epmd port. The Erlang VM's schedulers spin briefly before sleeping (its defaults, left \
-         as packaged); that spinning counts in ejabberd's CPU time.\n\n",
-    );
+    modules_on(out);
     if !input.info.process_names.is_empty() {
         let names: Vec<String> = input
             .info
@@ -466,8 +453,9 @@ fn config_section(out: &mut String, input: &ReportInput) {
          Server CPU = utime + stime of all its threads from `/proc/PID/stat` (10 ms ticks), \
          refined to nanoseconds with the threads' `/proc/PID/task/*/schedstat` when both agree \
          within the tick resolution; memory = VmRSS from `/proc/PID/status`; generator CPU from \
-         getrusage. xmppd's default limits (256 connections, 8 resources per account) \
-         bound N: {n} idle sessions and {ct} + 1 fan-out sessions fit within them.\n",
+         getrusage. xmppd's limits bound N (`limits.max_connections` 256 in the bench's \
+         config, its capacity; 8 resources per account): {n} idle sessions and {ct} + 1 \
+         fan-out sessions fit within them.\n",
         mech = o.mechanism.name(),
         settle = o.settle,
         n = o.sessions,
@@ -483,6 +471,69 @@ fn config_section(out: &mut String, input: &ReportInput) {
         ct = o.contacts,
         r = o.changes,
         fw = o.fanout_window,
+    );
+}
+
+/// What each server had on, and where each kept its message archive: the configurations
+/// `bench/peers.sh prepare` writes (keep the two in step).
+fn modules_on(out: &mut String) {
+    out.push_str(
+        "Features on, alike on all three: xmppd's defaults and the peers' modules for the same \
+         things — roster with versioning, presence, disco, ping, version, offline storage \
+         (XEP-0160), stream management (XEP-0198), message carbons (XEP-0280), client state \
+         indication (XEP-0352), message archive (XEP-0313), PEP with entity caps \
+         (XEP-0163/0060/0115), vCard with avatar conversion and the avatar hash added to presence \
+         (XEP-0054/0398/0153), private XML storage (XEP-0049), bookmarks (XEP-0402 with the \
+         XEP-0048 view), blocking (XEP-0191), STARTTLS, direct TLS, SASL. Off on all three: \
+         in-band registration, s2s, HTTP, rate limits. The generator's clients enable neither \
+         stream management, carbons nor CSI and never query the archive: on the measured paths \
+         the features cost the archive writes (every message of the throughput and latency \
+         scenarios), the avatar hash added to every available presence (fan-out, logins), \
+         per-login work (PEP, caps, stored vCard and bookmarks) and memory per session.\n\n\
+         - **xmppd**: everything it implements (README.md, \"Protocols\"), built in and on by \
+         default; XEP-0077 registration off (its default). Config (`bench/peers.sh`): \
+         `require_encryption = false`, `allow_plain_unencrypted = true`, `scram_iterations = \
+         4096`, `[limits]` `max_connections = 256`, `max_connections_per_ip = 256`, \
+         `max_accounts = 1000`, `inbound_bytes_per_sec` and `inbound_burst_bytes` 16 MiB (no \
+         inbound rate limit); every other key at its default.\n\
+         - **Prosody**: `roster saslauth tls disco ping version smacks carbons csi_simple mam pep \
+         vcard_legacy private bookmarks blocklist`, plus the auto-loaded `presence message iq \
+         offline c2s` and the dependencies `csi cron`; `s2s` disabled; **mod_limits not loaded** \
+         (it would throttle each connection to ~3000 B/s); `default_archive_policy = true`, \
+         `mam_smart_enable = false`, `smacks_hibernation_time = 600`, `network_backend = \
+         \"epoll\"`, `c2s_require_encryption = false`, `storage = \"internal\"` (files).\n\
+         - **ejabberd**: `mod_roster` (versioning) `mod_disco mod_ping mod_version mod_offline \
+         mod_mam mod_carboncopy mod_stream_mgmt mod_client_state mod_caps mod_pubsub` (plugins \
+         `flat`, `pep`; it also serves a `pubsub.localhost` service the benchmark never uses) \
+         `mod_vcard` (no search) `mod_vcard_xupdate mod_avatar mod_private mod_blocking \
+         mod_privacy` (mod_blocking needs it; xmppd has no XEP-0016 privacy lists); offline \
+         store 100 messages per account, stream resumption 600 s (as xmppd); no mod_register, \
+         HTTP/MQTT/STUN listeners; shapers off (`c2s_shaper: none`), `starttls_required: \
+         false`, `auth_password_format: scram`, mnesia for everything but the archive; started \
+         with ejabberdctl's VM flags (`+K true +P 250000`) under its own node name and epmd \
+         port. The Erlang VM's schedulers spin briefly before sleeping (its defaults, left as \
+         packaged); that spinning counts in ejabberd's CPU time.\n\n\
+         **All three archive every chat message with a body, for the sender and for the \
+         recipient**, without any client having asked (XEP-0313 default \"always\"), so every \
+         routed message is also a storage write, which weighs on the CPU per message:\n\n\
+         - **xmppd**: its own append-only segment files; a group commit writes what arrived \
+         within 100 ms (`storage.flush_delay_ms`) with one write and one fdatasync; at most \
+         10000 messages per account and 64 MiB in all (retention drops whole segment files; \
+         the throughput scenarios go far past 10000 messages per account).\n\
+         - **Prosody**: its internal file storage: each message appended to a per-account file \
+         as a Lua-serialised record (open, append, close, no fsync); at most 10000 per account \
+         (`storage_archive_item_limit`; not reached within one start in our runs).\n\
+         - **ejabberd**: SQLite (`mod_mam` `db_type: sql`, `sql_type: sqlite`) with SQLite's \
+         defaults as ejabberd leaves them: a rollback journal and several fdatasyncs per \
+         transaction, through one connection. Not mnesia: its archive is a bag keyed by \
+         account, so each message costs time proportional to the account's archive (here 460 \
+         → 190 messages/s over three 6-second throughput runs), and ejabberd warns at start-up \
+         that it is limited to 2 GB.\n\n\
+         Every server's archive is emptied before each start (`WORK/NAME/reset.sh`, outside \
+         the timed window), so that every repetition starts from the same state: a growing \
+         archive changes the peers' cost per message (Prosody reads a whole per-account file at \
+         the first message after a start and rewrites it every 100 messages once the account \
+         holds 10000).\n\n",
     );
 }
 

@@ -24,6 +24,9 @@ pub struct ServerSpec {
     pub password: String,
     pub users: usize,
     pub run: PathBuf,
+    /// Run to completion before each start, untimed: empties the message archive so that
+    /// every repetition starts from the same state (optional in server.env).
+    pub reset: Option<PathBuf>,
 }
 
 impl ServerSpec {
@@ -54,6 +57,7 @@ impl ServerSpec {
             password: get("password")?,
             users: num("users")?,
             run: PathBuf::from(get("run")?),
+            reset: kv.get("reset").map(PathBuf::from),
         })
     }
 
@@ -84,6 +88,20 @@ impl Running {
                 return Err(format!(
                     "{}: port {port} is already in use by another process",
                     spec.name
+                ));
+            }
+        }
+        if let Some(reset) = &spec.reset {
+            let status = Command::new("/bin/sh")
+                .arg(reset)
+                .stdin(Stdio::null())
+                .status()
+                .map_err(|e| format!("{}: running {}: {e}", spec.name, reset.display()))?;
+            if !status.success() {
+                return Err(format!(
+                    "{}: {} failed: {status}",
+                    spec.name,
+                    reset.display()
                 ));
             }
         }
