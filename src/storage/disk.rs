@@ -24,6 +24,10 @@ pub const LOCK_FILE: &str = "lock";
 /// larger, never a whole file: a file can outgrow a router's free memory.
 pub const READ_WINDOW_BYTES: usize = 64 * 1024;
 
+/// Bytes read at a time by a window over frames far apart (the archive's pending offline
+/// messages at open): a flash page, so that reading a small frame does not cost 64 KiB.
+pub const SPARSE_READ_BYTES: usize = 4 * 1024;
+
 /// Failure injection for tests; empty (and free) in other builds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Fault {
@@ -40,6 +44,9 @@ pub struct Fault {
     /// archive's new segment.
     #[cfg(test)]
     pub create: bool,
+    /// Writing an archive segment's summary fails (it is optional: nothing else does).
+    #[cfg(test)]
+    pub summary: bool,
 }
 
 pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -198,6 +205,8 @@ pub struct Window<'f> {
     pub file_len: u64,
     start: u64,
     buf: &'f mut Vec<u8>,
+    /// Bytes read at least per read.
+    read_bytes: usize,
 }
 
 impl<'f> Window<'f> {
@@ -210,6 +219,15 @@ impl<'f> Window<'f> {
             file_len,
             start: 0,
             buf,
+            read_bytes: READ_WINDOW_BYTES,
+        }
+    }
+
+    /// A window for reads far apart: [`SPARSE_READ_BYTES`] at a time (or one frame).
+    pub fn sparse(file: &'f File, file_len: u64, buf: &'f mut Vec<u8>) -> Window<'f> {
+        Window {
+            read_bytes: SPARSE_READ_BYTES,
+            ..Window::new(file, file_len, buf)
         }
     }
 
@@ -225,7 +243,7 @@ impl<'f> Window<'f> {
         if offset < self.start || end > cached_end {
             let read_end = self
                 .file_len
-                .min(offset.saturating_add(n.max(READ_WINDOW_BYTES) as u64));
+                .min(offset.saturating_add(n.max(self.read_bytes) as u64));
             self.buf.clear();
             self.buf.resize((read_end - offset) as usize, 0);
             self.file.read_exact_at(self.buf, offset)?;

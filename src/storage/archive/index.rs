@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
 use super::format::MessageView;
+use super::summary::{AccountSummary, kind};
 use crate::archive::flags;
 
 /// What the store knows of one segment file.
@@ -54,6 +55,18 @@ pub struct AccountState {
     pub marker_seq: u64,
     /// Ascending by segment.
     pub entries: Vec<SegEntry>,
+    /// This account's markers in segment `marker_seq` alone: what that segment's summary
+    /// says of them when it is closed.
+    pub seg_markers: SegMarkers,
+}
+
+/// An account's markers in one segment: which kinds ([`kind::DELIVERED`],
+/// [`kind::DELETED`]) and the highest id each gave (0 without the kind).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegMarkers {
+    pub kinds: u8,
+    pub deleted_below: u64,
+    pub delivered_up_to: u64,
 }
 
 /// The oldest messages of an account hidden by the count limit: everything in segments
@@ -84,7 +97,7 @@ impl Floor {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Index {
     pub accounts: HashMap<String, AccountState>,
     pub segments: BTreeMap<u64, SegmentInfo>,
@@ -147,6 +160,17 @@ pub fn with_bits(with: &str) -> [u64; 2] {
 
 pub fn may_contain(bloom: [u64; 2], bits: [u64; 2]) -> bool {
     bloom[0] & bits[0] == bits[0] && bloom[1] & bits[1] == bits[1]
+}
+
+impl AccountState {
+    /// The markers of segment `seq`, started afresh if the newest were in another segment.
+    fn markers_in(&mut self, seq: u64) -> &mut SegMarkers {
+        if self.marker_seq != seq {
+            self.marker_seq = seq;
+            self.seg_markers = SegMarkers::default();
+        }
+        &mut self.seg_markers
+    }
 }
 
 impl Index {
@@ -223,7 +247,9 @@ impl Index {
             return;
         };
         acct.delivered_up_to = acct.delivered_up_to.max(up_to);
-        acct.marker_seq = seq;
+        let m = acct.markers_in(seq);
+        m.kinds |= kind::DELIVERED;
+        m.delivered_up_to = m.delivered_up_to.max(up_to);
     }
 
     /// Every message of the account so far is gone: its entries go at once (their
@@ -234,8 +260,56 @@ impl Index {
             return;
         };
         acct.deleted_below = acct.deleted_below.max(below_id);
-        acct.marker_seq = seq;
         acct.entries = Vec::new();
+        let m = acct.markers_in(seq);
+        m.kinds |= kind::DELETED;
+        m.deleted_below = m.deleted_below.max(below_id);
+    }
+
+    /// Applies what a closed segment's summary says of one account: the same state as
+    /// reading the segment's records would leave (its markers, then its entry, which
+    /// holds only messages after any deletion in the segment).
+    pub fn apply_summary(&mut self, seq: u64, a: &AccountSummary<'_>) {
+        if a.kinds & kind::DELETED != 0 {
+            self.account_deleted(seq, a.account, a.deleted_below);
+        }
+        if a.kinds & kind::DELIVERED != 0 {
+            self.offline_delivered(seq, a.account, a.delivered_up_to);
+        }
+        let Some(entry) = a.entry else {
+            return;
+        };
+        let Some(acct) = self.account_mut(a.account) else {
+            return;
+        };
+        acct.entries.reserve_exact(1);
+        acct.entries.push(SegEntry { seq, ..entry });
+    }
+
+    /// What the summary of segment `seq` says of `account`, if anything: taken when `seq`
+    /// is the newest segment read or written (so the account's last entry and newest
+    /// markers are those of `seq`, if it has any there).
+    pub fn account_summary<'a>(
+        seq: u64,
+        account: &'a str,
+        acct: &AccountState,
+    ) -> Option<AccountSummary<'a>> {
+        let entry = acct.entries.last().filter(|e| e.seq == seq).copied();
+        let markers = if acct.marker_seq == seq {
+            acct.seg_markers
+        } else {
+            SegMarkers::default()
+        };
+        if entry.is_none() && markers.kinds == 0 {
+            return None;
+        }
+        Some(AccountSummary {
+            account,
+            kinds: markers.kinds,
+            deleted_below: markers.deleted_below,
+            delivered_up_to: markers.delivered_up_to,
+            entry,
+        })
     }
 
     /// Forgets a deleted segment file, and the accounts nothing refers to any more.

@@ -24,7 +24,7 @@ use super::segment;
 use crate::archive::{ArchivePage, ArchiveQuery, ArchivedMessage, flags};
 use crate::storage::StoreError;
 use crate::storage::codec::FRAME_HEADER_BYTES;
-use crate::storage::disk::{self, Frame, Window, corrupt, invalid_record, io_error};
+use crate::storage::disk::{Window, invalid_record};
 
 /// Visibility rules in force, from the store's limits and the clock.
 #[derive(Clone, Copy, Debug)]
@@ -265,25 +265,7 @@ impl Scanner<'_> {
         };
         let mut offset = e.start;
         while offset < e.end {
-            let payload_len =
-                match disk::read_frame(&mut window, offset).map_err(io_error(&path))? {
-                    Frame::Intact { payload_len } => payload_len,
-                    Frame::End => {
-                        return Err(corrupt(
-                            &path,
-                            offset,
-                            "segment is shorter than its index says",
-                        ));
-                    }
-                    Frame::Damaged { what } => {
-                        return Err(corrupt(
-                            &path,
-                            offset,
-                            format!("{what} (damaged after the archive was opened)"),
-                        ));
-                    }
-                };
-            let payload = disk::frame_payload(&mut window, &path, offset, payload_len)?;
+            let payload = segment::read_indexed_frame(&mut window, &path, offset)?;
             let payload_offset = offset + FRAME_HEADER_BYTES as u64;
             for record in payload_records(payload) {
                 let (_, view) = record.map_err(|e| invalid_record(&path, payload_offset, &e))?;
@@ -303,7 +285,7 @@ impl Scanner<'_> {
                     each(&m);
                 }
             }
-            offset = payload_offset + payload_len as u64;
+            offset = payload_offset + payload.len() as u64;
         }
         Ok(())
     }
