@@ -426,3 +426,31 @@ fn acknowledgements_wait_for_what_they_acknowledge() {
     assert!(h.recv(a).contains("<a xmlns='urn:xmpp:sm:3' h='1'/>"));
     let _ = IP;
 }
+
+#[test]
+fn an_archive_the_store_cannot_read_answers_internal_server_error() {
+    let mut h = H::new(false);
+    let b = h.online("bob", "laptop", 0);
+    h.send(
+        b,
+        "<iq type='set' id='q9'><query xmlns='urn:xmpp:mam:2' queryid='broken'/></iq>",
+    );
+    let mut reqs = Vec::new();
+    h.core.take_archive_requests(&mut reqs);
+    assert_eq!(reqs.len(), 1);
+    // What the shell passes on when a damaged frame is found (StoreError::Corrupt).
+    h.core.archive_answer(reqs[0].token, Err(()));
+    let out = h.recv(b);
+    assert!(
+        out.contains("type='error'") && out.contains("id='q9'"),
+        "{out}"
+    );
+    assert!(out.contains("<internal-server-error "), "{out}");
+    assert!(!out.contains("<fin"), "{out}");
+    // The session goes on.
+    h.send(
+        b,
+        "<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>",
+    );
+    assert!(h.recv(b).contains("id='p1'"));
+}
