@@ -162,6 +162,11 @@ pub const SCRATCH_KEEP_BYTES: usize = 16 * 1024;
 /// The same for the addresses the core parses into reused buffers: an ordinary full JID
 /// fits; one near the RFC 7622 maximum (3 × 1023 bytes) is not kept.
 pub const SCRATCH_KEEP_JID_BYTES: usize = 512;
+/// Buffers of acknowledged XEP-0198 copies the core keeps for the next copies, and the
+/// largest kept: enough for what a few busy sessions leave unacknowledged between two
+/// acknowledgements (at most 32 × 4 KiB per server); a larger one is freed.
+pub const CAP_SPARE_SM_COPIES: usize = 32;
+pub const SPARE_SM_COPY_BYTES: usize = READ_CHUNK_BYTES;
 
 /// SASL attempts per connection before the connection is closed. RFC 6120 §6.4.5 asks for
 /// "at least 2 and no more than 5" retries.

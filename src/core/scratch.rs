@@ -29,6 +29,8 @@ pub(crate) struct Scratch {
     /// A stanza for a session with stream management, written once for its queue and
     /// for the copy kept until the client acknowledges it (XEP-0198).
     pub(crate) sm_copy: Vec<u8>,
+    /// Buffers of acknowledged XEP-0198 copies, for the next ones.
+    pub(crate) sm_copies: crate::xep::xep0198_sm::CopyPool,
     /// A carbon copy's forwarded message.
     pub(crate) forwarded: Vec<u8>,
     /// The sessions a presence broadcast goes to.
