@@ -76,7 +76,7 @@ const LOCALPART_FORBIDDEN: &[u8] = b"\"&'/:<>@";
 /// Invariant: the string re-parses to the same parts (a localpart and a domainpart never
 /// contain '@' or '/'), so equal strings always have equal offsets and the derived
 /// `Eq`/`Hash`/`Ord` order addresses by their normalised text.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Jid {
     /// `local@domain/resource`, every part normalised.
     s: String,
@@ -89,6 +89,19 @@ pub struct Jid {
 impl Jid {
     /// Parses and normalises an address as found in a `to`/`from` attribute.
     pub fn parse(s: &str) -> Result<Jid, JidError> {
+        Self::parse_into(String::with_capacity(s.len()), s)
+    }
+
+    /// Like [`Jid::parse`], but builds the address in the buffer of `reuse` (an address
+    /// no longer needed), so that parsing allocates nothing when it is large enough.
+    pub fn parse_reusing(s: &str, reuse: Option<Jid>) -> Result<Jid, JidError> {
+        match reuse {
+            Some(old) => Self::parse_into(old.s, s),
+            None => Self::parse(s),
+        }
+    }
+
+    fn parse_into(buf: String, s: &str) -> Result<Jid, JidError> {
         if s.is_empty() {
             return Err(JidError::Empty);
         }
@@ -103,7 +116,7 @@ impl Jid {
             Some((local, domain)) => (Some(local), domain),
             None => (None, bare),
         };
-        Self::build(local, domain, resource, s.len())
+        Self::build(buf, local, domain, resource)
     }
 
     /// Builds an address from separate parts, normalising each; `Some("")` is an error.
@@ -114,7 +127,7 @@ impl Jid {
     ) -> Result<Jid, JidError> {
         let capacity =
             local.map_or(0, |l| l.len() + 1) + domain.len() + resource.map_or(0, |r| r.len() + 1);
-        Self::build(local, domain, resource, capacity)
+        Self::build(String::with_capacity(capacity), local, domain, resource)
     }
 
     /// The address of a server or service: a domainpart alone.
@@ -122,15 +135,16 @@ impl Jid {
         Self::from_parts(None, domain, None)
     }
 
-    /// `capacity` is the raw length: exact for already-normalised ASCII input, so the
-    /// common case costs one allocation and one copy.
+    /// Writes the normalised parts into `s` (emptied first). Callers size a new buffer
+    /// for the raw length: exact for already-normalised ASCII input, so the common case
+    /// costs one allocation and one copy.
     fn build(
+        mut s: String,
         local: Option<&str>,
         domain: &str,
         resource: Option<&str>,
-        capacity: usize,
     ) -> Result<Jid, JidError> {
-        let mut s = String::with_capacity(capacity);
+        s.clear();
         let domain_start = match local {
             Some(local) => {
                 push_localpart(&mut s, local)?;
@@ -154,6 +168,11 @@ impl Jid {
 
     pub fn as_str(&self) -> &str {
         &self.s
+    }
+
+    /// Bytes of the buffer holding the address (for callers that keep one for reuse).
+    pub fn capacity(&self) -> usize {
+        self.s.capacity()
     }
 
     pub fn local(&self) -> Option<&str> {
@@ -230,6 +249,22 @@ impl Jid {
             domain_start: self.domain_start,
             resource_start: self.resource_start,
         })
+    }
+}
+
+impl Clone for Jid {
+    fn clone(&self) -> Jid {
+        Jid {
+            s: self.s.clone(),
+            ..*self
+        }
+    }
+
+    /// Reuses this address's buffer.
+    fn clone_from(&mut self, source: &Jid) {
+        self.s.clone_from(&source.s);
+        self.domain_start = source.domain_start;
+        self.resource_start = source.resource_start;
     }
 }
 
@@ -567,6 +602,37 @@ mod tests {
 
     fn parts(j: &Jid) -> (Option<&str>, &str, Option<&str>) {
         (j.local(), j.domain(), j.resource())
+    }
+
+    #[test]
+    fn parsing_into_a_reused_buffer_gives_the_same_address_or_error() {
+        let mut buffer = Some(jid("someone-with-a-long-name@example.com/a-long-resource"));
+        for s in [
+            "juliet@example.com/balcony",
+            "Juliet@EXAMPLE.com",
+            "example.com",
+            "x@y/z@w/v",
+            "",
+            "@example.com",
+            "a@b/",
+            "élan@example.com",
+        ] {
+            let reused = Jid::parse_reusing(s, buffer.take());
+            assert_eq!(reused, Jid::parse(s), "{s:?}");
+            if let Ok(j) = reused {
+                assert_eq!(parts(&j), parts(&jid(s)), "{s:?}");
+                buffer = Some(j);
+            }
+        }
+        let mut copy = jid("a@b/c");
+        copy.clone_from(&jid("romeo@example.net/orchard"));
+        assert_eq!(copy, jid("romeo@example.net/orchard"));
+        assert_eq!(
+            parts(&copy),
+            (Some("romeo"), "example.net", Some("orchard"))
+        );
+        copy.clone_from(&jid("example.org"));
+        assert_eq!(parts(&copy), (None, "example.org", None));
     }
 
     /// RFC 7622 §3.5.1, with the normalised parts each must produce.

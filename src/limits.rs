@@ -155,6 +155,19 @@ pub const FIXED_PROCESS_BYTES: usize = 8 * 1024 * 1024;
 /// Bytes read from a socket in one go, and so the granularity of input buffering.
 pub const READ_CHUNK_BYTES: usize = 4096;
 
+/// Heap bytes a scratch buffer of the core may keep between stanzas (framing, stamping,
+/// fan-out lists: one set per server, not per connection, so that routing a stanza
+/// allocates nothing). A buffer that grew past this for a large stanza is given back.
+pub const SCRATCH_KEEP_BYTES: usize = 16 * 1024;
+/// The same for the addresses the core parses into reused buffers: an ordinary full JID
+/// fits; one near the RFC 7622 maximum (3 × 1023 bytes) is not kept.
+pub const SCRATCH_KEEP_JID_BYTES: usize = 512;
+/// Buffers of acknowledged XEP-0198 copies the core keeps for the next copies, and the
+/// largest kept: enough for what a few busy sessions leave unacknowledged between two
+/// acknowledgements (at most 32 × 4 KiB per server); a larger one is freed.
+pub const CAP_SPARE_SM_COPIES: usize = 32;
+pub const SPARE_SM_COPY_BYTES: usize = READ_CHUNK_BYTES;
+
 /// SASL attempts per connection before the connection is closed. RFC 6120 §6.4.5 asks for
 /// "at least 2 and no more than 5" retries.
 pub const CAP_AUTH_ATTEMPTS: u8 = 5;

@@ -34,73 +34,13 @@ pub struct MessageInfo {
     pub uncertain: bool,
 }
 
-/// The namespace of a child start tag: its own `xmlns`/`xmlns:p`, or the message's
-/// declarations, or `jabber:client` inherited for an unprefixed name.
-fn child_ns<'a>(raw: &'a RawElement, prefix: &str, own: Option<&'a str>) -> Option<&'a str> {
-    if let Some(ns) = own {
-        return Some(ns);
-    }
-    if prefix.is_empty() {
-        return Some(raw.attr("xmlns").unwrap_or(NS_CLIENT));
-    }
-    let mut decl = String::with_capacity(6 + prefix.len());
-    decl.push_str("xmlns:");
-    decl.push_str(prefix);
-    raw.attr(&decl)
-}
-
 /// Scans the direct children of a framed message.
 pub fn scan(raw: &RawElement) -> MessageInfo {
     let mut info = MessageInfo::default();
-    let inner = raw.inner();
-    if inner.is_empty() {
-        return info;
-    }
-    let mut depth = 0usize;
-    // The direct child being opened: (prefix, local name, its own namespace declaration).
-    let mut open: Option<(&str, &str, Option<&str>)> = None;
-    for token in xmlparser::Tokenizer::from_fragment(inner, 0..inner.len()) {
-        let Ok(token) = token else {
-            // The framer validated these bytes; a tokenizer disagreement is not trusted.
-            info.uncertain = true;
-            return info;
-        };
-        match token {
-            xmlparser::Token::ElementStart { prefix, local, .. } => {
-                if depth == 0 {
-                    open = Some((prefix.as_str(), local.as_str(), None));
-                }
-                depth += 1;
-            }
-            xmlparser::Token::Attribute {
-                prefix,
-                local,
-                value,
-                ..
-            } => {
-                if let Some((p, _, own)) = open.as_mut() {
-                    let declares = (prefix.is_empty() && local.as_str() == "xmlns" && p.is_empty())
-                        || (prefix.as_str() == "xmlns" && local.as_str() == *p);
-                    if declares {
-                        *own = Some(value.as_str());
-                    }
-                }
-            }
-            xmlparser::Token::ElementEnd { end, .. } => {
-                if let Some((prefix, name, own)) = open.take() {
-                    match child_ns(raw, prefix, own) {
-                        Some(ns) => classify(&mut info, name, ns),
-                        None => info.uncertain = true,
-                    }
-                }
-                match end {
-                    xmlparser::ElementEnd::Open => {}
-                    xmlparser::ElementEnd::Close(..) | xmlparser::ElementEnd::Empty => {
-                        depth = depth.saturating_sub(1)
-                    }
-                }
-            }
-            _ => {}
+    for child in raw.children() {
+        match child.ns {
+            Some(ns) => classify(&mut info, child.name, ns),
+            None => info.uncertain = true,
         }
     }
     info

@@ -5,6 +5,8 @@
 //! (§4.2.2, §4.4.2). Initial presence also fetches the contacts' current presence
 //! (probes, answered locally) and delivers pending subscription requests (§3.1.3).
 
+use crate::core::route::{Sessions, sessions};
+use crate::core::scratch::{self, Fanout};
 use crate::core::{CAP_DIRECTED_PRESENCE, Core, Session};
 use crate::error::{StanzaCondition, StanzaError};
 use crate::jid::Jid;
@@ -23,13 +25,13 @@ impl Core {
         &mut self,
         id: ConnId,
         from: &Jid,
-        to: Option<Jid>,
-        raw: RawElement,
+        to: Option<&Jid>,
+        raw: &RawElement,
     ) {
         let Some(ptype) = PresenceType::parse(raw.attr("type")) else {
             return self.bounce(
                 id,
-                &raw,
+                raw,
                 Kind::Presence,
                 from,
                 StanzaError::new(StanzaCondition::BadRequest),
@@ -44,7 +46,7 @@ impl Core {
             if contact == user_bare {
                 return;
             }
-            return self.subscription_from_user(id, &user_bare, &contact, ptype, Some(&raw));
+            return self.subscription_from_user(id, &user_bare, &contact, ptype, Some(raw));
         }
         match (ptype, to) {
             (PresenceType::Available | PresenceType::Unavailable, None) => {
@@ -52,57 +54,89 @@ impl Core {
             }
             (PresenceType::Probe, Some(to)) => self.client_probe(id, from, &to.bare()),
             (PresenceType::Probe | PresenceType::Error, None) => {}
-            (_, Some(to)) => self.presence_directed(id, from, &to, &raw, ptype),
+            (_, Some(to)) => self.presence_directed(id, from, to, raw, ptype),
             _ => {}
         }
     }
 
-    /// Contacts of `user` by subscription direction: `(contact, subscription)`.
-    fn roster_contacts(&self, user: &str, want: fn(&SubState) -> bool) -> Vec<Jid> {
-        let Some(u) = self.db.user(user) else {
-            return Vec::new();
-        };
-        u.roster
-            .iter()
-            .filter(|(jid, item)| {
-                want(&SubState {
-                    sub: item.subscription,
-                    pending_out: item.ask,
-                    pending_in: u.pending_in.contains_key(*jid),
+    /// Roster entries (bare JIDs as stored) of `user` that `want` selects by
+    /// subscription state.
+    fn roster_matching<'a>(
+        &'a self,
+        user: &str,
+        want: fn(&SubState) -> bool,
+    ) -> impl Iterator<Item = &'a str> {
+        self.db.user(user).into_iter().flat_map(move |u| {
+            u.roster
+                .iter()
+                .filter(move |(jid, item)| {
+                    want(&SubState {
+                        sub: item.subscription,
+                        pending_out: item.ask,
+                        pending_in: u.pending_in.contains_key(*jid),
+                    })
                 })
-            })
-            .filter_map(|(jid, _)| Jid::parse(jid).ok())
+                .map(|(jid, _)| jid.as_str())
+        })
+    }
+
+    /// Contacts of `user` by subscription direction.
+    fn roster_contacts(&self, user: &str, want: fn(&SubState) -> bool) -> Vec<Jid> {
+        self.roster_matching(user, want)
+            .filter_map(|jid| Jid::parse(jid).ok())
             .collect()
+    }
+
+    /// The sessions of `user`'s contacts that `want` selects, each with the contact's
+    /// bare JID, into `fanout`: gathered first, since delivering needs the core mutably.
+    /// `contact` is a buffer to parse the addresses in.
+    fn contact_sessions(
+        &self,
+        user: &str,
+        want: fn(&SubState) -> bool,
+        fanout: &mut Fanout,
+        contact: &mut Option<Jid>,
+    ) {
+        for jid in self.roster_matching(user, want) {
+            let Ok(parsed) = Jid::parse_reusing(jid, contact.take()) else {
+                continue;
+            };
+            for c in self.presence_targets(&parsed) {
+                fanout.push(c, parsed.as_str());
+            }
+            *contact = Some(parsed);
+        }
     }
 
     /// Available sessions of a local account.
-    pub(crate) fn available_sessions(&self, account: AccountId) -> Vec<ConnId> {
-        self.online
-            .resources(account)
-            .iter()
-            .copied()
-            .filter(|c| {
-                self.conns
-                    .get(*c)
-                    .and_then(|x| x.session.as_ref())
-                    .is_some_and(|s| s.available)
-            })
-            .collect()
+    pub(crate) fn available_sessions(&self, account: AccountId) -> Sessions {
+        sessions(self.online.resources(account).iter().copied().filter(|c| {
+            self.conns
+                .get(*c)
+                .and_then(|x| x.session.as_ref())
+                .is_some_and(|s| s.available)
+        }))
     }
 
     /// Connections that receive presence addressed to a bare JID: its available resources.
-    fn presence_targets(&self, bare: &Jid) -> Vec<ConnId> {
+    fn presence_targets(&self, bare: &Jid) -> Sessions {
         if bare.domain() != self.cfg.domain {
-            return Vec::new();
+            return Sessions::new();
         }
         match bare.local().and_then(|l| self.accounts.get(l)) {
             Some(a) => self.available_sessions(*a),
-            None => Vec::new(),
+            None => Sessions::new(),
         }
     }
 
-    fn presence_broadcast(&mut self, id: ConnId, from: &Jid, raw: RawElement, ptype: PresenceType) {
-        let Some(user) = from.local().map(str::to_string) else {
+    fn presence_broadcast(
+        &mut self,
+        id: ConnId,
+        from: &Jid,
+        raw: &RawElement,
+        ptype: PresenceType,
+    ) {
+        let Some(user) = from.local() else {
             return;
         };
         let account = match self.conns.get(id).and_then(|c| c.session.as_ref()) {
@@ -115,24 +149,18 @@ impl Core {
             .and_then(|c| c.session.as_ref())
             .is_some_and(|s| s.available);
         // Issue 7 hook: modules may add to available presence (XEP-0153 photo hash).
-        let raw = if ptype == PresenceType::Available {
+        let rewritten = if ptype == PresenceType::Available {
             crate::xep::hooks::rewrite_presence(self, id, from, raw)
         } else {
-            raw
+            None
         };
+        let raw = rewritten.as_ref().unwrap_or(raw);
         if ptype == PresenceType::Available {
             // §4.7.2.3: priority is an integer in -128..=127.
-            let priority = match Element::parse(&raw, NS_CLIENT) {
-                Ok(el) => match el.child("priority", NS_CLIENT).map(|p| p.text()) {
-                    None => Some(0),
-                    Some(t) => t.trim().parse::<i8>().ok(),
-                },
-                Err(_) => None,
-            };
-            let Some(priority) = priority else {
+            let Some(priority) = priority_of(raw) else {
                 return self.bounce(
                     id,
-                    &raw,
+                    raw,
                     Kind::Presence,
                     from,
                     StanzaError::new(StanzaCondition::BadRequest),
@@ -141,7 +169,10 @@ impl Core {
             if let Some(s) = self.conns.get_mut(id).and_then(|c| c.session.as_mut()) {
                 s.available = true;
                 s.priority = priority;
-                s.last_presence = Some(raw.clone());
+                match &mut s.last_presence {
+                    Some(last) => last.clone_from(raw),
+                    None => s.last_presence = Some(raw.clone()),
+                }
             }
         } else {
             let directed = match self.conns.get_mut(id).and_then(|c| c.session.as_mut()) {
@@ -157,7 +188,7 @@ impl Core {
             }
             for target in directed {
                 for c in self.presence_or_full_targets(&target) {
-                    self.deliver(id, c, &raw, from.as_str(), target.as_str());
+                    self.deliver(id, c, raw, from, target.as_str());
                 }
             }
             if !was_available {
@@ -165,21 +196,26 @@ impl Core {
             }
         }
         // Contacts allowed to see the user, then the user's own available resources.
-        for contact in self.roster_contacts(&user, |s| s.sub.has_from()) {
-            for c in self.presence_targets(&contact) {
-                self.deliver(id, c, &raw, from.as_str(), contact.as_str());
-            }
+        let mut fanout = std::mem::take(&mut self.scratch.fanout);
+        let mut contact = self.scratch.contact.take();
+        fanout.clear();
+        self.contact_sessions(user, |s| s.sub.has_from(), &mut fanout, &mut contact);
+        for (c, to) in fanout.iter() {
+            self.deliver(id, c, raw, from, to);
         }
-        let own_bare = from.bare();
+        scratch::put_fanout(&mut self.scratch.fanout, fanout);
+        if let Some(contact) = contact {
+            scratch::put_jid(&mut self.scratch.contact, contact);
+        }
         for c in self.available_sessions(account) {
-            self.deliver(id, c, &raw, from.as_str(), own_bare.as_str());
+            self.deliver(id, c, raw, from, from.bare_str());
         }
         if ptype == PresenceType::Available && !was_available {
-            self.initial_presence_extras(id, from, &user, account);
+            self.initial_presence_extras(id, from, user, account);
         }
         // Issue 7 hook: entity capabilities and PEP last items (XEP-0115, XEP-0163).
         if ptype == PresenceType::Available {
-            crate::xep::hooks::available_presence(self, id, from, &raw, !was_available);
+            crate::xep::hooks::available_presence(self, id, from, raw, !was_available);
         }
     }
 
@@ -237,7 +273,7 @@ impl Core {
             .conns
             .get(source)
             .and_then(|c| c.session.as_ref())
-            .and_then(|s| Some((s.last_presence.clone()?, s.jid.to_string())))
+            .and_then(|s| Some((s.last_presence.clone()?, s.jid.clone())))
         else {
             return;
         };
@@ -246,16 +282,16 @@ impl Core {
 
     /// Connections for a presence to `to`: one session for a full JID, the available ones
     /// for a bare JID.
-    fn presence_or_full_targets(&self, to: &Jid) -> Vec<ConnId> {
+    fn presence_or_full_targets(&self, to: &Jid) -> Sessions {
         if to.resource().is_none() {
             return self.presence_targets(to);
         }
         if to.domain() != self.cfg.domain {
-            return Vec::new();
+            return Sessions::new();
         }
         match to.local().and_then(|l| self.accounts.get(l)) {
-            Some(a) => self.find_full(*a, to).into_iter().collect(),
-            None => Vec::new(),
+            Some(a) => sessions(self.find_full(*a, to)),
+            None => Sessions::new(),
         }
     }
 
@@ -281,7 +317,7 @@ impl Core {
             return;
         }
         for c in self.presence_or_full_targets(to) {
-            self.deliver(id, c, raw, from.as_str(), to.as_str());
+            self.deliver(id, c, raw, from, to.as_str());
         }
         let Some(s) = self.conns.get_mut(id).and_then(|c| c.session.as_mut()) else {
             return;
@@ -334,7 +370,7 @@ impl Core {
         }
         for (c, to) in targets {
             if c != id {
-                self.send_with_urgency(c, Urgency::Presence(from.clone()), |out| {
+                self.send_with_urgency(c, Urgency::Presence(&from), |out| {
                     stanza::write_presence(out, PresenceType::Unavailable, &from, &to, None)
                 });
             }
@@ -435,7 +471,7 @@ impl Core {
     ) {
         match self.route_to_domain(contact) {
             crate::core::route::Destination::Account { account, local } => {
-                self.subscription_to_local(id, account, &local, contact, user_bare, ptype, original)
+                self.subscription_to_local(id, account, local, contact, user_bare, ptype, original)
             }
             crate::core::route::Destination::NoSuchAccount => {
                 // §3.1.3: a request to an account that does not exist is answered with
@@ -540,7 +576,7 @@ impl Core {
         }
         for c in self.available_sessions(account) {
             match original {
-                Some(raw) => self.deliver(id, c, raw, user_bare.as_str(), contact.as_str()),
+                Some(raw) => self.deliver(id, c, raw, user_bare, contact.as_str()),
                 None => self.send(c, |out| {
                     stanza::write_presence(out, ptype, user_bare.as_str(), contact.as_str(), None)
                 }),
@@ -564,4 +600,89 @@ fn truncate_utf8(mut s: String, max: usize) -> String {
         s.truncate(end);
     }
     s
+}
+
+/// The priority of an available presence (RFC 6121 §4.7.2.3: an integer in -128..=127,
+/// 0 when absent), `None` when it is not one.
+fn priority_of(raw: &RawElement) -> Option<i8> {
+    match priority_in_bytes(raw) {
+        Some(priority) => priority,
+        None => match Element::parse(raw, NS_CLIENT) {
+            Ok(el) => match el.child("priority", NS_CLIENT) {
+                None => Some(0),
+                Some(p) => parse_priority(&p.text()),
+            },
+            Err(_) => None,
+        },
+    }
+}
+
+/// [`priority_of`] read from the bytes, without a tree; `None` when they do not say it
+/// plainly (a child in a namespace the scan cannot resolve, a reference in the text).
+fn priority_in_bytes(raw: &RawElement) -> Option<Option<i8>> {
+    for child in raw.children() {
+        if (child.ns?, child.name) == (NS_CLIENT, "priority") {
+            return Some(parse_priority(child.plain_text()?));
+        }
+    }
+    Some(Some(0))
+}
+
+fn parse_priority(text: &str) -> Option<i8> {
+    text.trim().parse::<i8>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the tree says, as before the bytes were read directly.
+    fn priority_in_tree(raw: &RawElement) -> Option<i8> {
+        let el = Element::parse(raw, NS_CLIENT).ok()?;
+        match el.child("priority", NS_CLIENT) {
+            None => Some(0),
+            Some(p) => parse_priority(&p.text()),
+        }
+    }
+
+    #[test]
+    fn priority_read_from_the_bytes_is_what_the_tree_says() {
+        for (xml, expected) in [
+            ("<presence/>", Some(0)),
+            ("<presence><show>away</show></presence>", Some(0)),
+            ("<presence><priority>5</priority></presence>", Some(5)),
+            (
+                "<presence><priority> -128\n</priority></presence>",
+                Some(-128),
+            ),
+            ("<presence><priority>128</priority></presence>", None),
+            ("<presence><priority>x</priority></presence>", None),
+            ("<presence><priority/></presence>", None),
+            ("<presence><priority>&#x35;</priority></presence>", Some(5)),
+            (
+                "<presence><priority><![CDATA[7]]></priority></presence>",
+                Some(7),
+            ),
+            (
+                "<presence><priority xmlns='urn:x'>9</priority></presence>",
+                Some(0),
+            ),
+            (
+                "<presence><x xmlns='urn:x'><priority>9</priority></x><priority>3</priority></presence>",
+                Some(3),
+            ),
+            (
+                "<presence><priority>1</priority><priority>2</priority></presence>",
+                Some(1),
+            ),
+            (
+                "<presence xmlns:c='jabber:client'><c:priority>4</c:priority></presence>",
+                Some(4),
+            ),
+        ] {
+            let raw = RawElement::from_xml(xml, NS_CLIENT).expect("well-formed");
+            assert_eq!(priority_of(&raw), expected, "{xml}");
+            assert_eq!(priority_in_tree(&raw), expected, "{xml}");
+        }
+    }
 }

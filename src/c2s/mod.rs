@@ -150,7 +150,8 @@ impl Core {
                     self.stream_error(id, proto, StreamCondition::NotWellFormed, None);
                     return;
                 }
-                self.c2s_element(id, proto, raw);
+                self.c2s_element(id, proto, &raw);
+                self.scratch.frame.recycle(raw);
             }
         }
     }
@@ -270,13 +271,13 @@ impl Core {
         self.end_session(id);
     }
 
-    fn c2s_element(&mut self, id: ConnId, proto: &mut C2s, raw: RawElement) {
+    fn c2s_element(&mut self, id: ConnId, proto: &mut C2s, raw: &RawElement) {
         let ns = raw.ns();
         let name = raw.name();
         match (proto.stage, ns, name) {
             (Stage::Negotiating, NS_TLS, "starttls") => self.c2s_starttls(id, proto),
-            (Stage::Negotiating, NS_SASL, "auth") => self.c2s_auth(id, proto, &raw),
-            (Stage::Negotiating, NS_SASL, "response") => self.c2s_sasl_response(id, proto, &raw),
+            (Stage::Negotiating, NS_SASL, "auth") => self.c2s_auth(id, proto, raw),
+            (Stage::Negotiating, NS_SASL, "response") => self.c2s_sasl_response(id, proto, raw),
             (Stage::Negotiating, NS_SASL, "abort") => {
                 proto.sasl = None;
                 self.sasl_failed(id, proto, SaslFailure::Aborted);
@@ -287,17 +288,17 @@ impl Core {
                 // `<a/>` covering it is sent after what it caused).
                 self.sm_count_inbound(id);
             }
-            (Stage::Bound, NS_SM, "enable") => self.sm_enable(id, &raw),
+            (Stage::Bound, NS_SM, "enable") => self.sm_enable(id, raw),
             (Stage::Bound, NS_SM, "r") => {
                 // The answer covers stanzas whose effects may still be on their way to
                 // disk: it waits for them (an acknowledged stanza survives a power cut).
                 self.hold_for_all();
                 self.sm_request(id);
             }
-            (Stage::Bound, NS_SM, "a") => self.sm_answer(id, proto, &raw),
+            (Stage::Bound, NS_SM, "a") => self.sm_answer(id, proto, raw),
             (Stage::Authenticated, NS_SM, "resume") => {
                 self.hold_for_all();
-                self.sm_resume(id, proto, &raw);
+                self.sm_resume(id, proto, raw);
             }
             (Stage::Authenticated, NS_SM, _) => {
                 // XEP-0198 §3: enabling before binding is an unexpected request.
@@ -310,12 +311,12 @@ impl Core {
             (Stage::Bound, NS_CSI, "active") => self.csi_set(id, false),
             (Stage::Bound, NS_CSI, "inactive") => self.csi_set(id, true),
             (Stage::Authenticated, _, "iq") if ns == NS_CLIENT => {
-                self.c2s_pre_bind_iq(id, proto, &raw)
+                self.c2s_pre_bind_iq(id, proto, raw)
             }
             // Issue 7 hook: in-band registration before login (XEP-0077); any other iq
             // is still not-authorized (RFC 6120 §6.1).
             (Stage::Negotiating, NS_CLIENT, "iq") => {
-                if !crate::xep::hooks::preauth_iq(self, id, proto.tls, &raw) {
+                if !crate::xep::hooks::preauth_iq(self, id, proto.tls, raw) {
                     self.stream_error(id, proto, StreamCondition::NotAuthorized, None);
                 }
             }

@@ -10,6 +10,7 @@
 
 mod outbox;
 pub(crate) mod route;
+pub(crate) mod scratch;
 mod throttle;
 mod undo;
 
@@ -219,6 +220,8 @@ pub struct Core {
     /// Issue 7: run-time state of the extension modules (caps cache, pending requests
     /// the server sent, per-connection extras, registration rate limit).
     pub(crate) ext: crate::xep::state::XepState,
+    /// Buffers reused from one stanza to the next (issue 5: routing allocates nothing).
+    pub(crate) scratch: scratch::Scratch,
 }
 
 /// Deadlines that only need to be roughly right (idle probes) are rounded up to the sweep
@@ -267,6 +270,7 @@ impl Core {
             requester: None,
             ping_counter: 0,
             ext: crate::xep::state::XepState::default(),
+            scratch: scratch::Scratch::default(),
         }
     }
 
@@ -384,12 +388,14 @@ impl Core {
             self.put_proto(id, proto);
             return;
         }
+        proto.framer.borrow_buffers(&mut self.scratch.frame);
         if let Err(e) = proto.framer.feed(data) {
             self.stream_error(id, &mut proto, e.into(), None);
         }
         while !self.conns.get(id).is_some_and(|c| c.out.is_finished()) {
             self.hold = None;
             self.wait = None;
+            proto.framer.borrow_buffers(&mut self.scratch.frame);
             match proto.framer.next_frame() {
                 Ok(Some(frame)) => self.c2s_frame(id, &mut proto, frame),
                 Ok(None) => break,
@@ -401,6 +407,7 @@ impl Core {
         }
         self.hold = None;
         self.wait = None;
+        proto.framer.return_buffers(&mut self.scratch.frame);
         self.put_proto(id, proto);
         self.settle();
     }
@@ -935,7 +942,7 @@ impl Core {
         if !sm_on {
             return self.push_output(id, self.current_hold(), write);
         }
-        let mut stanza = Vec::new();
+        let mut stanza = scratch::take_bytes(&mut self.scratch.sm_copy);
         write(&mut stanza);
         match self.sm_record_outbound(id, &stanza) {
             Ok(ask) => {
@@ -961,6 +968,7 @@ impl Core {
                 self.overflowed.push(id);
             }
         }
+        scratch::put_bytes(&mut self.scratch.sm_copy, stanza);
     }
 
     /// Queues stream-level output (headers, features, SASL, SM and stream errors): never
@@ -1101,5 +1109,7 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_alloc;
 #[cfg(test)]
 mod tests_delivery;

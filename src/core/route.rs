@@ -5,9 +5,10 @@
 //! here; any other gets `<remote-server-not-found/>` until federation exists, through the
 //! same [`Core::route_to_domain`] step that will later reach MUC, components and s2s.
 
-use crate::core::Core;
+use crate::core::{Core, scratch};
 use crate::error::{StanzaCondition, StanzaError};
 use crate::jid::Jid;
+use crate::limits::CAP_RESOURCES_PER_ACCOUNT;
 use crate::message::{self, MessageInfo};
 use crate::router::{AccountId, ConnId};
 use crate::stanza::{self, IqType, Kind, MessageType};
@@ -17,12 +18,36 @@ use crate::xep::{
 };
 use crate::xml::{Element, NS_CLIENT, RawElement};
 
+/// The sessions of one account a stanza goes to (at most one per resource).
+pub(crate) type Sessions = crate::router::Resources;
+
+/// Collects sessions of one account (never more than its resources: none is dropped).
+pub(crate) fn sessions(conns: impl IntoIterator<Item = ConnId>) -> Sessions {
+    let mut v = Sessions::new();
+    for c in conns {
+        let _ = v.push(c);
+    }
+    v
+}
+
+/// A message on its way to one of our accounts.
+struct Routed<'a> {
+    from: &'a Jid,
+    to: &'a Jid,
+    account: AccountId,
+    /// The account's localpart.
+    local: &'a str,
+    raw: &'a RawElement,
+    mtype: MessageType,
+    info: MessageInfo,
+}
+
 /// Where a stanza's `to` leads.
-pub(crate) enum Destination {
+pub(crate) enum Destination<'a> {
     /// Our own domain (or an address at it that the server answers for).
     Server,
     /// An account of ours, by bare JID.
-    Account { account: AccountId, local: String },
+    Account { account: AccountId, local: &'a str },
     /// No such account here (RFC 6121 §8.5.1).
     NoSuchAccount,
     /// Another domain: no federation yet.
@@ -47,32 +72,36 @@ impl Core {
         })
     }
 
-    pub(crate) fn route_to_domain(&self, to: &Jid) -> Destination {
+    /// The sender's address for routing one of its stanzas, copied into the reused
+    /// buffer (the session keeps its own).
+    fn sender_jid(&mut self, id: ConnId) -> Option<Jid> {
+        let own = &self.conns.get(id)?.session.as_ref()?.jid;
+        Some(scratch::copy_jid(&mut self.scratch.from, own))
+    }
+
+    pub(crate) fn route_to_domain<'a>(&self, to: &'a Jid) -> Destination<'a> {
         if to.domain() != self.cfg.domain {
             return Destination::Remote;
         }
         match to.local() {
             None => Destination::Server,
             Some(local) => match self.accounts.get(local) {
-                Some(a) => Destination::Account {
-                    account: *a,
-                    local: local.to_string(),
-                },
+                Some(a) => Destination::Account { account: *a, local },
                 None => Destination::NoSuchAccount,
             },
         }
     }
 
-    pub(crate) fn route_from_client(&mut self, id: ConnId, raw: RawElement) {
+    pub(crate) fn route_from_client(&mut self, id: ConnId, raw: &RawElement) {
         let Some(kind) = Kind::of(raw.name(), raw.ns()) else {
             return;
         };
-        let Some(from) = self.session_jid(id) else {
+        let Some(from) = self.sender_jid(id) else {
             return;
         };
         let to = match raw.attr("to") {
             None => None,
-            Some(t) => match Jid::parse(t) {
+            Some(t) => match Jid::parse_reusing(t, self.scratch.to.take()) {
                 Ok(j) => Some(j),
                 Err(_) => {
                     // RFC 6120 §8.3.3.8: a malformed address is a stanza error, sent from
@@ -80,26 +109,42 @@ impl Core {
                     let domain = self.cfg.domain.clone();
                     self.bounce_as(
                         id,
-                        &raw,
+                        raw,
                         kind,
                         &from,
                         &domain,
                         StanzaError::new(StanzaCondition::JidMalformed),
                     );
+                    scratch::put_jid(&mut self.scratch.from, from);
                     return;
                 }
             },
         };
+        self.route_addressed(id, &from, to.as_ref(), kind, raw);
+        scratch::put_jid(&mut self.scratch.from, from);
+        if let Some(to) = to {
+            scratch::put_jid(&mut self.scratch.to, to);
+        }
+    }
+
+    fn route_addressed(
+        &mut self,
+        id: ConnId,
+        from: &Jid,
+        to: Option<&Jid>,
+        kind: Kind,
+        raw: &RawElement,
+    ) {
         // Issue 7 hook: a block list (XEP-0191) may stop an addressed stanza here.
-        if let Some(t) = &to
-            && xep::hooks::outbound_filter(self, id, &from, t, kind, &raw)
+        if let Some(t) = to
+            && xep::hooks::outbound_filter(self, id, from, t, kind, raw)
         {
             return;
         }
         match kind {
-            Kind::Message => self.route_message(id, &from, to, &raw),
-            Kind::Presence => self.presence_from_client(id, &from, to, raw),
-            Kind::Iq => self.route_iq(id, &from, to, raw),
+            Kind::Message => self.route_message(id, from, to, raw),
+            Kind::Presence => self.presence_from_client(id, from, to, raw),
+            Kind::Iq => self.route_iq(id, from, to, raw),
         }
     }
 
@@ -140,7 +185,7 @@ impl Core {
         sender: ConnId,
         target: ConnId,
         raw: &RawElement,
-        from: &str,
+        from: &Jid,
         to: &str,
     ) {
         self.deliver_from(Some(sender), target, raw, from, to);
@@ -153,15 +198,15 @@ impl Core {
         sender: Option<ConnId>,
         target: ConnId,
         raw: &RawElement,
-        from: &str,
+        from: &Jid,
         to: &str,
     ) {
         let urgency = match raw.name() {
-            "presence" => Urgency::Presence(from.to_string()),
+            "presence" => Urgency::Presence(from.as_str()),
             "message" => {
                 let info = message::scan(raw);
                 if info.chat_state && !info.has_body {
-                    Urgency::ChatState(from.to_string())
+                    Urgency::ChatState(from.as_str())
                 } else {
                     Urgency::Now
                 }
@@ -172,28 +217,26 @@ impl Core {
         if !xep::hooks::may_deliver(self, from, target, raw) {
             return;
         }
+        // The sender's stream-level prefixes, lent for the copy (and given back).
         let prefixes = sender
-            .and_then(|s| self.conns.get(s))
-            .map(|c| c.extra_prefixes.clone())
+            .and_then(|s| self.conns.get_mut(s))
+            .map(|c| std::mem::take(&mut c.extra_prefixes))
             .unwrap_or_default();
         self.send_with_urgency(target, urgency, |out| {
-            raw.write_with_addresses(out, Some(from), Some(to), &prefixes)
+            raw.write_with_addresses(out, Some(from.as_str()), Some(to), &prefixes)
         });
+        if let Some(c) = sender.and_then(|s| self.conns.get_mut(s)) {
+            c.extra_prefixes = prefixes;
+        }
     }
 
     /// The connections a message for an account's bare JID goes to (RFC 6121 §8.5.2):
     /// available resources with non-negative priority; for chat and normal the ones with
     /// the highest priority (all of them when several share it, as Prosody does), for
     /// headline all of them.
-    pub(crate) fn bare_message_targets(
-        &self,
-        account: AccountId,
-        mtype: MessageType,
-    ) -> Vec<ConnId> {
-        let mut candidates: heapless::Vec<
-            (ConnId, i8),
-            { crate::limits::CAP_RESOURCES_PER_ACCOUNT },
-        > = heapless::Vec::new();
+    pub(crate) fn bare_message_targets(&self, account: AccountId, mtype: MessageType) -> Sessions {
+        let mut candidates: heapless::Vec<(ConnId, i8), CAP_RESOURCES_PER_ACCOUNT> =
+            heapless::Vec::new();
         for c in self.online.resources(account) {
             if let Some(s) = self.conns.get(*c).and_then(|x| x.session.as_ref())
                 && s.available
@@ -202,25 +245,31 @@ impl Core {
                 let _ = candidates.push((*c, s.priority));
             }
         }
-        match mtype {
-            MessageType::Groupchat => Vec::new(),
-            MessageType::Headline => candidates.iter().map(|(c, _)| *c).collect(),
-            _ => {
-                let best = candidates.iter().map(|(_, p)| *p).max();
-                candidates
-                    .iter()
-                    .filter(|(_, p)| Some(*p) == best)
-                    .map(|(c, _)| *c)
-                    .collect()
-            }
-        }
+        let best = match mtype {
+            MessageType::Groupchat => return Sessions::new(),
+            MessageType::Headline => None,
+            _ => candidates.iter().map(|(_, p)| *p).max(),
+        };
+        sessions(
+            candidates
+                .iter()
+                .filter(|(_, p)| best.is_none_or(|b| *p == b))
+                .map(|(c, _)| *c),
+        )
     }
 
-    fn route_message(&mut self, id: ConnId, from: &Jid, to: Option<Jid>, raw: &RawElement) {
+    fn route_message(&mut self, id: ConnId, from: &Jid, to: Option<&Jid>, raw: &RawElement) {
         let mtype = MessageType::parse(raw.attr("type"));
         // RFC 6120 §10.3.1: no `to` means the sender's own bare JID.
-        let to = to.unwrap_or_else(|| from.bare());
-        match self.route_to_domain(&to) {
+        let own_bare;
+        let to = match to {
+            Some(t) => t,
+            None => {
+                own_bare = from.bare();
+                &own_bare
+            }
+        };
+        match self.route_to_domain(to) {
             Destination::Remote => self.bounce(
                 id,
                 raw,
@@ -241,186 +290,197 @@ impl Core {
                 )
             }
             Destination::Account { account, local } => {
-                self.message_to_account(id, from, &to, account, &local, raw, mtype)
+                let Some(targets) = self.message_targets(id, from, to, account, raw, mtype) else {
+                    return;
+                };
+                let msg = Routed {
+                    from,
+                    to,
+                    account,
+                    local,
+                    raw,
+                    mtype,
+                    info: message::scan(raw),
+                };
+                // The message as it travels, stamped: what the archive and carbons keep.
+                let mut stanza = scratch::take_bytes(&mut self.scratch.stanza);
+                let prefixes = self.conns.get(id).map(|c| c.extra_prefixes.as_slice());
+                raw.write_with_addresses(
+                    &mut stanza,
+                    Some(from.as_str()),
+                    Some(to.as_str()),
+                    prefixes.unwrap_or_default(),
+                );
+                self.message_to_account(id, &msg, &targets, &stanza);
+                scratch::put_bytes(&mut self.scratch.stanza, stanza);
             }
         }
     }
 
-    /// RFC 6121 §8.5.2-§8.5.3 for one of our accounts, with what rides along: the archive
-    /// of both parties (XEP-0313, stanza-id XEP-0359), offline storage (XEP-0160) and
-    /// carbon copies (XEP-0280).
-    #[allow(clippy::too_many_arguments)]
-    fn message_to_account(
+    /// RFC 6121 §8.5.2-§8.5.3: the sessions of one of our accounts a message goes to
+    /// (none: it is for offline storage), or `None` when it was bounced or dropped.
+    fn message_targets(
         &mut self,
         id: ConnId,
         from: &Jid,
         to: &Jid,
         account: AccountId,
-        local: &str,
         raw: &RawElement,
         mtype: MessageType,
-    ) {
-        let mut targets: Vec<ConnId> = Vec::new();
-        if to.resource().is_some() {
-            match self.find_full(account, to) {
-                Some(t) => targets.push(t),
-                // §8.5.3.2.1: full JID without a session.
-                None => match mtype {
-                    MessageType::Groupchat => {
-                        return self.bounce(
-                            id,
-                            raw,
-                            Kind::Message,
-                            from,
-                            StanzaError::new(StanzaCondition::ServiceUnavailable),
-                        );
-                    }
-                    MessageType::Error => return,
-                    _ => targets = self.bare_message_targets(account, mtype),
-                },
-            }
-        } else {
-            if mtype == MessageType::Groupchat {
-                return self.bounce(
+    ) -> Option<Sessions> {
+        let full = to.resource().is_some();
+        if full && let Some(t) = self.find_full(account, to) {
+            return Some(sessions([t]));
+        }
+        match mtype {
+            // §8.5.3.2.1 (full JID without a session) and §8.5.2.1.1 (bare JID).
+            MessageType::Groupchat => {
+                self.bounce(
                     id,
                     raw,
                     Kind::Message,
                     from,
                     StanzaError::new(StanzaCondition::ServiceUnavailable),
                 );
+                None
             }
-            targets = self.bare_message_targets(account, mtype);
+            MessageType::Error if full => None,
+            _ => Some(self.bare_message_targets(account, mtype)),
         }
-        let info = message::scan(raw);
-        let archivable = xep0313_mam::archivable(mtype, &info);
-        let from_s = from.as_str();
-        let to_s = to.as_str();
-        let prefixes = self
-            .conns
-            .get(id)
-            .map(|c| c.extra_prefixes.clone())
-            .unwrap_or_default();
-        // The message as it travels, stamped; the archive and carbons keep this form.
-        let mut stanza = Vec::with_capacity(raw.as_str().len() + 64);
-        raw.write_with_addresses(&mut stanza, Some(from_s), Some(to_s), &prefixes);
-        let stanza_text = String::from_utf8(stanza.clone()).unwrap_or_default();
-        let sender_local = from
-            .local()
-            .filter(|_| from.domain() == self.cfg.domain)
-            .map(str::to_string);
+    }
+
+    /// Delivers a message to an account's sessions (`stanza`: the message stamped with
+    /// its addresses), with what rides along: the archive of both parties (XEP-0313, stanza-id XEP-0359), offline
+    /// storage (XEP-0160) and carbon copies (XEP-0280).
+    fn message_to_account(&mut self, id: ConnId, msg: &Routed, targets: &[ConnId], stanza: &[u8]) {
+        let Routed {
+            from,
+            to,
+            local,
+            mtype,
+            ..
+        } = *msg;
+        let archivable = xep0313_mam::archivable(mtype, &msg.info);
+        // Written by `write_with_addresses` from text: always UTF-8.
+        let stanza_text = std::str::from_utf8(stanza).unwrap_or_default();
+        let sender_local = from.local().filter(|_| from.domain() == self.cfg.domain);
         // The sender's archive (an outgoing message), whatever happens to delivery.
         let mut sent_id = None;
         if archivable
-            && let Some(sl) = &sender_local
+            && let Some(sl) = sender_local
             && self.mam_wants(sl, to.bare_str())
         {
-            sent_id = Some(self.mam_archive(sl, to.bare_str(), true, stanza_text.clone()));
+            sent_id = Some(self.mam_archive(sl, to.bare_str(), true, stanza_text));
         }
         if targets.is_empty() {
-            if matches!(mtype, MessageType::Chat | MessageType::Normal) {
-                // §8.5.2.2.1: no available resource: offline storage, or an error if full.
-                let keep = archivable && self.mam_wants(local, from.bare_str());
-                // If the write fails, the sender hears of it (the message was not kept).
-                self.requester = Some(crate::core::Requester {
-                    conn: id,
-                    kind: Kind::Message,
-                    stanza_id: raw.attr("id").map(str::to_string),
-                    to: from_s.to_string(),
-                    from: Some(to_s.to_string()),
-                });
-                let stored = self.offline_store(local, from.bare_str(), stanza_text, keep);
-                self.requester = None;
-                if stored.is_err() {
-                    self.bounce(
-                        id,
-                        raw,
-                        Kind::Message,
-                        from,
-                        StanzaError::new(StanzaCondition::ServiceUnavailable),
-                    );
-                    return;
-                }
+            if matches!(mtype, MessageType::Chat | MessageType::Normal)
+                && !self.message_to_offline_storage(id, msg, archivable, stanza_text)
+            {
+                return;
             }
-            self.carbons_after_sending(id, from, &stanza, mtype, &info, raw, sent_id);
+            self.carbons_after_sending(id, msg, stanza, sent_id);
             return;
         }
         // The recipient's archive; the copy delivered carries its id.
-        let mut delivered = stanza.clone();
-        if archivable && self.mam_wants(local, from.bare_str()) {
+        let mut delivered = scratch::take_bytes(&mut self.scratch.delivered);
+        let archived = archivable && self.mam_wants(local, from.bare_str());
+        if archived {
             let rid = self.mam_archive(local, from.bare_str(), false, stanza_text);
-            let text = std::str::from_utf8(&stanza).unwrap_or_default();
-            let by = to.bare_str().to_string();
-            let cleaned = if info.stanza_id {
-                strip_stanza_ids(text, &by)
+            let by = to.bare_str();
+            if msg.info.stanza_id {
+                let cleaned = strip_stanza_ids(stanza_text, by);
+                xep0160_offline::write_with_stanza_id(&mut delivered, &cleaned, by, rid);
             } else {
-                text.to_string()
-            };
-            delivered = xep0160_offline::with_children(
-                &cleaned,
-                &xep0160_offline::stanza_id_element(&by, rid),
-            )
-            .into_bytes();
+                xep0160_offline::write_with_stanza_id(&mut delivered, stanza_text, by, rid);
+            }
         }
-        let urgency = if info.chat_state && !info.has_body {
-            Urgency::ChatState(from_s.to_string())
+        let copy: &[u8] = if archived { &delivered } else { stanza };
+        let urgency = if msg.info.chat_state && !msg.info.has_body {
+            Urgency::ChatState(from.as_str())
         } else {
             Urgency::Now
         };
-        for t in &targets {
-            self.send_with_urgency(*t, urgency.clone(), |out| out.extend_from_slice(&delivered));
+        for t in targets {
+            self.send_with_urgency(*t, urgency, |out| out.extend_from_slice(copy));
         }
-        if xep0280_carbons::eligible(mtype, &info) {
+        if xep0280_carbons::eligible(mtype, &msg.info) {
             self.carbons_received(
-                account,
+                msg.account,
                 to,
-                &targets,
-                &delivered,
-                xep0280_carbons::type_of(raw),
+                targets,
+                copy,
+                xep0280_carbons::type_of(msg.raw),
             );
         }
-        self.carbons_after_sending(id, from, &stanza, mtype, &info, raw, sent_id);
+        scratch::put_bytes(&mut self.scratch.delivered, delivered);
+        self.carbons_after_sending(id, msg, stanza, sent_id);
+    }
+
+    /// §8.5.2.2.1: no available resource: offline storage, or an error if it is full.
+    /// Returns whether the message was kept.
+    fn message_to_offline_storage(
+        &mut self,
+        id: ConnId,
+        msg: &Routed,
+        archivable: bool,
+        stanza: &str,
+    ) -> bool {
+        let keep = archivable && self.mam_wants(msg.local, msg.from.bare_str());
+        // If the write fails, the sender hears of it (the message was not kept).
+        self.requester = Some(crate::core::Requester {
+            conn: id,
+            kind: Kind::Message,
+            stanza_id: msg.raw.attr("id").map(str::to_string),
+            to: msg.from.to_string(),
+            from: Some(msg.to.to_string()),
+        });
+        let stored = self.offline_store(msg.local, msg.from.bare_str(), stanza.to_string(), keep);
+        self.requester = None;
+        if stored.is_err() {
+            self.bounce(
+                id,
+                msg.raw,
+                Kind::Message,
+                msg.from,
+                StanzaError::new(StanzaCondition::ServiceUnavailable),
+            );
+        }
+        stored.is_ok()
     }
 
     /// Sent carbons for the sender's other resources (with the sender's stanza-id).
-    #[allow(clippy::too_many_arguments)]
     fn carbons_after_sending(
         &mut self,
         id: ConnId,
-        from: &Jid,
+        msg: &Routed,
         stanza: &[u8],
-        mtype: MessageType,
-        info: &MessageInfo,
-        raw: &RawElement,
         sent_id: Option<u64>,
     ) {
-        if !xep0280_carbons::eligible(mtype, info) {
+        if !xep0280_carbons::eligible(msg.mtype, &msg.info) {
             return;
         }
-        let copy = match sent_id {
-            Some(sid) => {
-                let text = std::str::from_utf8(stanza).unwrap_or_default();
-                xep0160_offline::with_children(
-                    text,
-                    &xep0160_offline::stanza_id_element(from.bare_str(), sid),
-                )
-                .into_bytes()
-            }
-            None => stanza.to_vec(),
+        let mtype = xep0280_carbons::type_of(msg.raw);
+        let Some(sid) = sent_id else {
+            return self.carbons_sent(id, msg.from, stanza, mtype);
         };
-        self.carbons_sent(id, from, &copy, xep0280_carbons::type_of(raw));
+        let mut copy = scratch::take_bytes(&mut self.scratch.delivered);
+        let text = std::str::from_utf8(stanza).unwrap_or_default();
+        xep0160_offline::write_with_stanza_id(&mut copy, text, msg.from.bare_str(), sid);
+        self.carbons_sent(id, msg.from, &copy, mtype);
+        scratch::put_bytes(&mut self.scratch.delivered, copy);
     }
 
-    fn route_iq(&mut self, id: ConnId, from: &Jid, to: Option<Jid>, raw: RawElement) {
+    fn route_iq(&mut self, id: ConnId, from: &Jid, to: Option<&Jid>, raw: &RawElement) {
         // RFC 6120 §8.2.3: type and id are required.
         let Some(itype) = IqType::parse(raw.attr("type")) else {
             let err = StanzaError::new(StanzaCondition::BadRequest);
-            return self.bounce(id, &raw, Kind::Iq, from, err);
+            return self.bounce(id, raw, Kind::Iq, from, err);
         };
-        let Some(iq_id) = raw.attr("id").map(str::to_string) else {
+        let Some(iq_id) = raw.attr("id") else {
             if itype.is_request() {
                 self.bounce(
                     id,
-                    &raw,
+                    raw,
                     Kind::Iq,
                     from,
                     StanzaError::new(StanzaCondition::BadRequest),
@@ -428,13 +488,13 @@ impl Core {
             }
             return;
         };
-        let target = match &to {
+        let target = match to {
             None => IqTarget::OwnAccount,
             Some(t) => match self.route_to_domain(t) {
                 Destination::Remote => {
                     return self.bounce(
                         id,
-                        &raw,
+                        raw,
                         Kind::Iq,
                         from,
                         StanzaError::new(StanzaCondition::RemoteServerNotFound),
@@ -443,7 +503,7 @@ impl Core {
                 Destination::NoSuchAccount => {
                     return self.bounce(
                         id,
-                        &raw,
+                        raw,
                         Kind::Iq,
                         from,
                         StanzaError::new(StanzaCondition::ServiceUnavailable),
@@ -454,12 +514,10 @@ impl Core {
                     if t.resource().is_some() {
                         // A full JID: the iq is for that client, not for us.
                         match self.find_full(account, t) {
-                            Some(target) => {
-                                self.deliver(id, target, &raw, from.as_str(), t.as_str())
-                            }
+                            Some(target) => self.deliver(id, target, raw, from, t.as_str()),
                             None if itype.is_request() => self.bounce(
                                 id,
-                                &raw,
+                                raw,
                                 Kind::Iq,
                                 from,
                                 StanzaError::new(StanzaCondition::ServiceUnavailable),
@@ -479,13 +537,13 @@ impl Core {
         if !itype.is_request() {
             // Results and errors for the server (roster push acknowledgements...): consumed,
             // after the modules that sent requests of their own had a look (issue 7 hook).
-            xep::hooks::iq_response(self, id, from, &raw);
+            xep::hooks::iq_response(self, id, from, raw);
             return;
         }
-        let Ok(iq) = Element::parse(&raw, NS_CLIENT) else {
+        let Ok(iq) = Element::parse(raw, NS_CLIENT) else {
             return self.bounce(
                 id,
-                &raw,
+                raw,
                 Kind::Iq,
                 from,
                 StanzaError::new(StanzaCondition::BadRequest),
@@ -496,7 +554,7 @@ impl Core {
         let (Some(payload), None) = (children.next(), children.next()) else {
             return self.bounce(
                 id,
-                &raw,
+                raw,
                 Kind::Iq,
                 from,
                 StanzaError::new(StanzaCondition::BadRequest),
@@ -505,9 +563,9 @@ impl Core {
         let req = IqRequest {
             conn: id,
             from: from.clone(),
-            to: to.clone(),
+            to: to.cloned(),
             target,
-            id: iq_id,
+            id: iq_id.to_string(),
             itype,
             payload: payload.clone(),
         };

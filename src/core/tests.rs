@@ -786,7 +786,7 @@ fn a_store_failure_undoes_the_change_and_answers_resource_constraint() {
 
 // Issue 7: transcripts of the personal data services, with this harness.
 #[path = "tests_personal.rs"]
-mod personal;
+pub(super) mod personal;
 
 #[test]
 fn a_connection_stuck_in_starttls_still_meets_its_login_deadline() {

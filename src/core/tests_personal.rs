@@ -8,7 +8,7 @@ use crate::xep::state::ServicesConfig;
 const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 
 /// Makes `a` and `b` mutual contacts (subscription both), as the dance would.
-fn befriend(h: &mut H, a: &str, b: &str) {
+pub(crate) fn befriend(h: &mut H, a: &str, b: &str) {
     for (u, c) in [(a, b), (b, a)] {
         h.core.db.apply(&Record::RosterSet {
             user: u.into(),

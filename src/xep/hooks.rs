@@ -140,7 +140,7 @@ pub fn outbound_filter(
 }
 
 /// Whether the stanza `raw`, stamped `from`, may be delivered to connection `target`.
-pub fn may_deliver(core: &Core, from: &str, target: ConnId, raw: &RawElement) -> bool {
+pub fn may_deliver(core: &Core, from: &Jid, target: ConnId, raw: &RawElement) -> bool {
     let Some(to) = core
         .conns
         .get(target)
@@ -149,24 +149,26 @@ pub fn may_deliver(core: &Core, from: &str, target: ConnId, raw: &RawElement) ->
     else {
         return true;
     };
-    let Ok(from) = Jid::parse(from) else {
-        return true;
-    };
-    let from = &from;
     HOOKS
         .iter()
         .filter_map(|h| h.delivery_filter)
         .all(|f| f(core, from, to, raw))
 }
 
-pub fn rewrite_presence(core: &Core, conn: ConnId, from: &Jid, raw: RawElement) -> RawElement {
-    let mut raw = raw;
+/// The presence as the modules rewrote it, or `None` when none changed it.
+pub fn rewrite_presence(
+    core: &Core,
+    conn: ConnId,
+    from: &Jid,
+    raw: &RawElement,
+) -> Option<RawElement> {
+    let mut rewritten: Option<RawElement> = None;
     for f in HOOKS.iter().filter_map(|h| h.rewrite_presence) {
-        if let Some(changed) = f(core, conn, from, &raw) {
-            raw = changed;
+        if let Some(changed) = f(core, conn, from, rewritten.as_ref().unwrap_or(raw)) {
+            rewritten = Some(changed);
         }
     }
-    raw
+    rewritten
 }
 
 pub fn available_presence(

@@ -9,6 +9,7 @@
 //! used for that session only. Once a session's interests are known, the PEP module
 //! sends it the last items it missed (XEP-0163 §4.3.2).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -106,6 +107,39 @@ fn caps_of(presence: &Element) -> Option<(Option<String>, String, String)> {
     ))
 }
 
+type Caps<'a> = (Option<Cow<'a, str>>, Cow<'a, str>, Cow<'a, str>);
+
+/// [`caps_of`] a framed presence: read from its bytes (every available presence of a
+/// session comes here, usually with the same `<c/>`), from its tree when the bytes do
+/// not tell for sure.
+fn caps_in(raw: &RawElement) -> Option<Caps<'_>> {
+    match caps_in_bytes(raw) {
+        Some(caps) => caps,
+        None => {
+            let (hash, node, ver) = caps_of(&Element::parse(raw, NS_CLIENT).ok()?)?;
+            Some((hash.map(Cow::Owned), Cow::Owned(node), Cow::Owned(ver)))
+        }
+    }
+}
+
+/// `None` when a child before the `<c/>` has a namespace the bytes do not tell.
+fn caps_in_bytes(raw: &RawElement) -> Option<Option<Caps<'_>>> {
+    for child in raw.children() {
+        if (child.ns?, child.name) != (NS_CAPS, "c") {
+            continue;
+        }
+        let node = child
+            .attr("node")
+            .filter(|n| n.len() <= MAX_CAPS_NODE_BYTES);
+        let ver = child.attr("ver").filter(|v| v.len() <= MAX_CAPS_VER_BYTES);
+        return Some(
+            node.zip(ver)
+                .map(|(node, ver)| (child.attr("hash"), node, ver)),
+        );
+    }
+    Some(None)
+}
+
 fn on_available_presence(
     core: &mut Core,
     conn: ConnId,
@@ -113,10 +147,7 @@ fn on_available_presence(
     raw: &RawElement,
     initial: bool,
 ) {
-    let caps = Element::parse(raw, NS_CLIENT)
-        .ok()
-        .and_then(|p| caps_of(&p));
-    let Some((hash, node, ver)) = caps else {
+    let Some((hash, node, ver)) = caps_in(raw) else {
         // No capabilities: no known interests (XEP-0163 §4.3.1 sends filtered
         // notifications only to entities that advertised them).
         if let Some(ext) = core.ext.conn_mut(conn) {
@@ -128,10 +159,11 @@ fn on_available_presence(
     let changed = core
         .ext
         .conn(conn)
-        .is_none_or(|e| e.caps_ver.as_deref() != Some(ver.as_str()));
+        .is_none_or(|e| e.caps_ver.as_deref() != Some(&*ver));
     if !changed && !initial {
         return;
     }
+    let ver = ver.into_owned();
     if let Some(ext) = core.ext.conn_mut(conn) {
         ext.caps_ver = Some(ver.clone());
     }
@@ -326,6 +358,27 @@ mod tests {
     fn parse(xml: &str) -> Element {
         let raw = RawElement::from_xml(xml, NS_CLIENT).unwrap();
         Element::parse(&raw, NS_CLIENT).unwrap()
+    }
+
+    #[test]
+    fn caps_read_from_the_bytes_are_what_the_tree_says() {
+        let long = "v".repeat(MAX_CAPS_VER_BYTES + 1);
+        for xml in [
+            "<presence/>".to_string(),
+            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v='/></presence>".into(),
+            "<presence><c xmlns='http://jabber.org/protocol/caps' node='a&amp;b' ver='v'/></presence>".into(),
+            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' ver='v'/></presence>".into(),
+            format!("<presence><c xmlns='http://jabber.org/protocol/caps' node='n' ver='{long}'/></presence>"),
+            "<presence><c xmlns='urn:other' node='n' ver='v'/><c xmlns='http://jabber.org/protocol/caps' node='m' ver='w'/></presence>".into(),
+            "<presence xmlns:k='http://jabber.org/protocol/caps'><k:c node='n' ver='v'/></presence>".into(),
+        ] {
+            let raw = RawElement::from_xml(&xml, NS_CLIENT).unwrap();
+            let from_bytes = caps_in(&raw).map(|(h, n, v)| {
+                (h.map(Cow::into_owned), n.into_owned(), v.into_owned())
+            });
+            assert_eq!(from_bytes, caps_of(&parse(&xml)), "{xml}");
+            assert!(caps_in_bytes(&raw).is_some(), "read from the bytes: {xml}");
+        }
     }
 
     #[test]

@@ -45,39 +45,74 @@ impl OfflineQueue {
 /// Inserts `children` as the last children of the stanza `text` (`<x …/>` or
 /// `<x …>…</x>`, as the server writes them).
 pub fn with_children(text: &str, children: &str) -> String {
-    let mut out = String::with_capacity(text.len() + children.len() + 12);
+    let mut out = Vec::with_capacity(text.len() + children.len() + 12);
+    write_with_children(&mut out, text, |out| {
+        out.extend_from_slice(children.as_bytes())
+    });
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`with_children`] written into `out`, the children by `children`.
+pub fn write_with_children(out: &mut Vec<u8>, text: &str, children: impl FnOnce(&mut Vec<u8>)) {
     // An element with content always has an end tag; one without is `<x …/>` (an
     // attribute value may hold a `>`, so that is not a test).
     if let Some(open) = text.strip_suffix("/>").filter(|_| !text.contains("</")) {
         let name_end = open.find([' ', '/']).unwrap_or(open.len());
-        out.push_str(open);
-        out.push('>');
-        out.push_str(children);
-        out.push_str("</");
-        out.push_str(open.get(1..name_end).unwrap_or("message"));
-        out.push('>');
-        return out;
+        out.extend_from_slice(open.as_bytes());
+        out.push(b'>');
+        children(out);
+        out.extend_from_slice(b"</");
+        out.extend_from_slice(open.get(1..name_end).unwrap_or("message").as_bytes());
+        out.push(b'>');
+        return;
     }
     match text.rfind("</") {
         Some(pos) => {
-            out.push_str(&text[..pos]);
-            out.push_str(children);
-            out.push_str(&text[pos..]);
+            let (content, end_tag) = text.split_at(pos);
+            out.extend_from_slice(content.as_bytes());
+            children(out);
+            out.extend_from_slice(end_tag.as_bytes());
         }
-        None => out.push_str(text),
+        None => out.extend_from_slice(text.as_bytes()),
     }
-    out
 }
 
 /// `<stanza-id/>` (XEP-0359) naming an archive entry of `by`.
 pub fn stanza_id_element(by: &str, id: u64) -> String {
     let mut v = Vec::new();
-    v.extend_from_slice(b"<stanza-id xmlns='urn:xmpp:sid:0' by='");
-    escape_attr(&mut v, by);
-    v.extend_from_slice(b"' id='");
-    v.extend_from_slice(crate::archive::format_id(id).as_bytes());
-    v.extend_from_slice(b"'/>");
+    write_stanza_id(&mut v, by, id);
     String::from_utf8(v).unwrap_or_default()
+}
+
+/// [`stanza_id_element`] written into `out`.
+pub fn write_stanza_id(out: &mut Vec<u8>, by: &str, id: u64) {
+    out.extend_from_slice(b"<stanza-id xmlns='urn:xmpp:sid:0' by='");
+    escape_attr(out, by);
+    out.extend_from_slice(b"' id='");
+    write_archive_id(out, id);
+    out.extend_from_slice(b"'/>");
+}
+
+/// The stanza `text` with the stanza-id of `by`'s archive entry `id` as its last child.
+pub fn write_with_stanza_id(out: &mut Vec<u8>, text: &str, by: &str, id: u64) {
+    write_with_children(out, text, |out| write_stanza_id(out, by, id));
+}
+
+/// [`crate::archive::format_id`] (base 36) without the `String`: `u64::MAX` has 13 digits.
+fn write_archive_id(out: &mut Vec<u8>, id: u64) {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut digits = [0u8; 13];
+    let mut len = 0;
+    let mut n = id;
+    for slot in digits.iter_mut().rev() {
+        *slot = DIGITS.get((n % 36) as usize).copied().unwrap_or(b'0');
+        len += 1;
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(digits.len() - len..).unwrap_or_default());
 }
 
 impl Core {
@@ -206,6 +241,10 @@ impl Core {
             }
             return;
         }
+        // The stored `from` is one the server stamped: always a valid address.
+        let Ok(from) = Jid::parse(&from) else {
+            return;
+        };
         for t in targets {
             self.deliver_from(None, t, raw, &from, to.as_str());
         }
@@ -215,6 +254,25 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stanza_ids_are_the_archive_ids_in_base_36() {
+        for id in [
+            0,
+            1,
+            35,
+            36,
+            1_295,
+            1_296,
+            1_234_567_890,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_archive_id(&mut out, id);
+            assert_eq!(out, crate::archive::format_id(id).into_bytes(), "{id}");
+        }
+    }
 
     #[test]
     fn children_go_inside_either_form_of_stanza() {

@@ -11,6 +11,9 @@
 //! - blocking sends unavailable presence to the blocked contact's sessions that saw the
 //!   user; unblocking sends the user's current presence back to those allowed to see it.
 
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
 use super::hooks::Hooks;
 use super::state::{bounce_with_app, send_result_raw};
 use super::{IqReply, IqRequest, IqRoute, Module, Targets};
@@ -80,35 +83,53 @@ pub static HOOKS: Hooks = Hooks {
 /// Whether `user`'s block list covers `jid` (XEP-0016 §2.1 matching order: full JID,
 /// bare JID, domain/resource, domain).
 pub fn user_blocks(core: &Core, user: &str, jid: &Jid) -> bool {
-    let Some(list) = core.db.user(user).map(|u| &u.personal.blocklist) else {
+    let Some(list) = blocklist(core, user) else {
         return false;
     };
-    if list.is_empty() {
-        return false;
-    }
     list.contains(jid.as_str())
         || list.contains(jid.bare_str())
         || list.contains(jid.domain())
         || jid
             .resource()
-            .is_some_and(|r| list.contains(&format!("{}/{r}", jid.domain())))
+            .is_some_and(|r| contains_joined(list, jid.domain(), '/', r))
+}
+
+/// `user`'s block list, when it has one that is not empty.
+fn blocklist<'a>(core: &'a Core, user: &str) -> Option<&'a BTreeSet<String>> {
+    core.db
+        .user(user)
+        .map(|u| &u.personal.blocklist)
+        .filter(|list| !list.is_empty())
+}
+
+/// Whether `list` holds `head`, `sep` and `tail` joined, without building that string
+/// (checked for every stanza delivered: it must not allocate).
+fn contains_joined(list: &BTreeSet<String>, head: &str, sep: char, tail: &str) -> bool {
+    list.range::<str, _>((Bound::Included(head), Bound::Unbounded))
+        .take_while(|entry| entry.starts_with(head))
+        .any(|entry| {
+            entry
+                .strip_prefix(head)
+                .and_then(|rest| rest.strip_prefix(sep))
+                == Some(tail)
+        })
 }
 
 /// Whether a block stands between local account `user` and `other`, either way.
 pub fn blocked_either_way(core: &Core, user: &str, other: &Jid) -> bool {
-    if other.domain() == core.cfg.domain && other.local() == Some(user) {
+    let domain = core.cfg.domain.as_str();
+    if other.domain() == domain && other.local() == Some(user) {
         return false;
     }
     if user_blocks(core, user, other) {
         return true;
     }
-    let Ok(user_jid) = Jid::from_parts(Some(user), &core.cfg.domain, None) else {
-        return false;
-    };
-    other.domain() == core.cfg.domain
+    // `other` is a local account whose list covers the user's bare JID (or our domain).
+    other.domain() == domain
         && other
             .local()
-            .is_some_and(|l| user_blocks(core, l, &user_jid))
+            .and_then(|l| blocklist(core, l))
+            .is_some_and(|list| list.contains(domain) || contains_joined(list, user, '@', domain))
 }
 
 /// §3.3: stanzas addressed across a block.
@@ -123,13 +144,13 @@ fn outbound_filter(
     if to.same_bare(from) {
         return false;
     }
-    let Some(sender) = from.local().map(str::to_string) else {
+    let Some(sender) = from.local() else {
         return false;
     };
     let is_error = stanza::is_error(raw);
     let iq_answer = kind == Kind::Iq && matches!(raw.attr("type"), Some("result" | "error"));
     // The user blocked the recipient: refuse with the blocked condition.
-    if user_blocks(core, &sender, to) {
+    if user_blocks(core, sender, to) {
         if kind != Kind::Presence && !is_error && !iq_answer {
             // §3.3 example: the error comes from the blocked address.
             bounce_with_app(
@@ -147,10 +168,10 @@ fn outbound_filter(
     }
     // The recipient blocked the user: look like an account that does not exist.
     let recipient = match (to.domain() == core.cfg.domain, to.local()) {
-        (true, Some(l)) => l.to_string(),
+        (true, Some(l)) => l,
         _ => return false,
     };
-    if !user_blocks(core, &recipient, from) {
+    if !user_blocks(core, recipient, from) {
         return false;
     }
     if kind != Kind::Presence && !is_error && !iq_answer {
@@ -402,7 +423,7 @@ fn watching_sessions(core: &Core, user: &str, contact: &Jid) -> Vec<(ConnId, Str
 }
 
 /// Full JIDs and last presence of the user's available sessions.
-fn user_presences(core: &Core, user_bare: &Jid) -> Vec<(String, Option<RawElement>, ConnId)> {
+fn user_presences(core: &Core, user_bare: &Jid) -> Vec<(Jid, Option<RawElement>, ConnId)> {
     let Some(account) = user_bare
         .local()
         .and_then(|l| core.accounts.get(l))
@@ -414,7 +435,7 @@ fn user_presences(core: &Core, user_bare: &Jid) -> Vec<(String, Option<RawElemen
         .into_iter()
         .filter_map(|c| {
             let s = core.conns.get(c)?.session.as_ref()?;
-            Some((s.jid.to_string(), s.last_presence.clone(), c))
+            Some((s.jid.clone(), s.last_presence.clone(), c))
         })
         .collect()
 }
@@ -424,7 +445,7 @@ fn unavailable_to(core: &mut Core, user: &str, user_bare: &Jid, contact: &Jid) {
     for (full, _, _) in user_presences(core, user_bare) {
         for (c, to) in &targets {
             core.send(*c, |out| {
-                stanza::write_presence(out, PresenceType::Unavailable, &full, to, None)
+                stanza::write_presence(out, PresenceType::Unavailable, full.as_str(), to, None)
             });
         }
     }
@@ -437,5 +458,32 @@ fn presence_to(core: &mut Core, user: &str, user_bare: &Jid, contact: &Jid) {
         for (c, to) in &targets {
             core.deliver(source, *c, &raw, &full, to);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joined_entries_are_found_without_building_them() {
+        let list: BTreeSet<String> = [
+            "example.org",
+            "example.org.uk/x",
+            "example.org/phone",
+            "example.org/phone/2",
+            "romeo@example.net",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        assert!(contains_joined(&list, "example.org", '/', "phone"));
+        assert!(contains_joined(&list, "example.org", '/', "phone/2"));
+        assert!(!contains_joined(&list, "example.org", '/', "pc"));
+        assert!(!contains_joined(&list, "example.org", '/', "x"));
+        assert!(!contains_joined(&list, "example.org", '/', ""));
+        assert!(contains_joined(&list, "romeo", '@', "example.net"));
+        assert!(!contains_joined(&list, "rome", '@', "example.net"));
+        assert!(!contains_joined(&BTreeSet::new(), "a", '@', "b"));
     }
 }

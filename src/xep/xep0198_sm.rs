@@ -16,6 +16,7 @@ use super::{Module, NS_STANZAS_XMLNS};
 use crate::c2s::{C2s, Stage};
 use crate::core::Core;
 use crate::error::StreamCondition;
+use crate::limits::{CAP_SPARE_SM_COPIES, SPARE_SM_COPY_BYTES};
 use crate::router::ConnId;
 use crate::xml::{NS_CLIENT, RawElement};
 
@@ -55,6 +56,11 @@ impl SmState {
     /// The client acknowledged `h` stanzas in all; drops those copies. Errs when `h`
     /// acknowledges more than was sent (XEP-0198 §3, `handled-count-too-high`).
     pub fn ack(&mut self, h: u32) -> Result<(), u32> {
+        self.ack_into(h, &mut CopyPool::default())
+    }
+
+    /// [`SmState::ack`], handing the dropped copies' buffers to `pool` for reuse.
+    pub fn ack_into(&mut self, h: u32, pool: &mut CopyPool) -> Result<(), u32> {
         let acked_before = self.h_out.wrapping_sub(self.unacked.len() as u32);
         let newly = h.wrapping_sub(acked_before) as usize;
         if newly > self.unacked.len() {
@@ -63,10 +69,52 @@ impl SmState {
         for _ in 0..newly {
             if let Some(s) = self.unacked.pop_front() {
                 self.unacked_bytes -= s.len();
+                pool.give(s);
             }
         }
         self.request_outstanding = false;
         Ok(())
+    }
+}
+
+/// Buffers of acknowledged copies, kept for the next copies so that a session with
+/// stream management allocates nothing per stanza: one pool per server, of at most
+/// [`CAP_SPARE_SM_COPIES`] buffers of at most [`SPARE_SM_COPY_BYTES`] each.
+#[derive(Default)]
+pub struct CopyPool {
+    spare: Vec<Vec<u8>>,
+}
+
+impl CopyPool {
+    /// A copy of `stanza`, in the smallest spare buffer it fits when one does without
+    /// much room to spare: copies are counted by their length against the queue bounds,
+    /// so the memory they really hold must stay close to that.
+    pub fn copy(&mut self, stanza: &[u8]) -> Vec<u8> {
+        let need = stanza.len();
+        let roomy = need + need / 2 + 64;
+        let best = self
+            .spare
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| (need..=roomy).contains(&b.capacity()))
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut buf = self.spare.swap_remove(i);
+                buf.clear();
+                buf.extend_from_slice(stanza);
+                buf
+            }
+            None => stanza.to_vec(),
+        }
+    }
+
+    /// Keeps a buffer no longer needed, if there is room and it is not too large.
+    pub fn give(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < CAP_SPARE_SM_COPIES && buf.capacity() <= SPARE_SM_COPY_BYTES {
+            self.spare.push(buf);
+        }
     }
 }
 
@@ -151,7 +199,7 @@ impl Core {
             .get_mut(id)
             .and_then(|c| c.session.as_mut())
             .and_then(|s| s.sm.as_mut())
-            .map(|sm| sm.ack(h));
+            .map(|sm| sm.ack_into(h, &mut self.scratch.sm_copies));
         if let Some(Err(sent)) = result {
             let text = format!("you acknowledged {h} stanzas but only {sent} were sent");
             self.stream_error(id, proto, StreamCondition::UndefinedCondition, Some(&text));
@@ -190,7 +238,7 @@ impl Core {
         }
         sm.h_out = sm.h_out.wrapping_add(1);
         sm.unacked_bytes += stanza.len();
-        sm.unacked.push_back(stanza.to_vec());
+        sm.unacked.push_back(self.scratch.sm_copies.copy(stanza));
         let ask = !sm.request_outstanding && sm.unacked.len() >= REQUEST_EVERY;
         if ask {
             sm.request_outstanding = true;
@@ -377,6 +425,34 @@ mod tests {
         assert_eq!(s.ack(6), Err(5));
         assert_eq!(s.ack(5), Ok(()));
         assert!(s.unacked.is_empty() && s.unacked_bytes == 0);
+    }
+
+    #[test]
+    fn acknowledged_copies_are_reused_up_to_a_bound() {
+        let mut s = state();
+        send(&mut s, 3);
+        let mut pool = CopyPool::default();
+        assert_eq!(s.ack_into(3, &mut pool), Ok(()));
+        assert_eq!(pool.spare.len(), 3);
+        let copy = pool.copy(b"<message/>");
+        assert_eq!(copy, b"<message/>");
+        assert_eq!(pool.spare.len(), 2);
+        pool.give(Vec::with_capacity(1024));
+        let small = pool.copy(b"<r/>");
+        assert!(
+            small.capacity() < 1024,
+            "not a buffer much larger than the copy"
+        );
+        assert_eq!(pool.spare.len(), 2);
+        let large = pool.copy(&[b'x'; 1000]);
+        assert_eq!(large.capacity(), 1024, "one that fits");
+        assert_eq!(pool.spare.len(), 1);
+        pool.give(Vec::with_capacity(SPARE_SM_COPY_BYTES + 1));
+        assert_eq!(pool.spare.len(), 1, "too large to keep");
+        for _ in 0..2 * CAP_SPARE_SM_COPIES {
+            pool.give(Vec::with_capacity(16));
+        }
+        assert_eq!(pool.spare.len(), CAP_SPARE_SM_COPIES);
     }
 
     #[test]

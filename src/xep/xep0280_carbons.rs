@@ -3,7 +3,8 @@
 //! conversations, whichever resource sent or received each message.
 
 use super::{IqReply, IqRequest, IqRoute, Module, Targets};
-use crate::core::Core;
+use crate::core::route::{Sessions, sessions};
+use crate::core::{Core, scratch};
 use crate::jid::Jid;
 use crate::message::{MessageInfo, NS_CARBONS};
 use crate::router::{AccountId, ConnId};
@@ -104,34 +105,43 @@ fn write_copy(
 /// A stanza as it appears inside `<forwarded/>`: with `xmlns='jabber:client'` on its
 /// element (the default namespace does not carry over into another namespace).
 pub fn as_forwarded(stanza: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(stanza.len() + 24);
+    write_forwarded(&mut v, stanza);
+    v
+}
+
+/// [`as_forwarded`] written into `out`.
+pub fn write_forwarded(out: &mut Vec<u8>, stanza: &[u8]) {
     let name_end = stanza
         .iter()
         .position(|b| *b == b' ' || *b == b'>' || *b == b'/')
         .unwrap_or(stanza.len());
+    let (name, rest) = stanza.split_at(name_end);
+    out.extend_from_slice(name);
     // A prefixed stanza (`<c:message xmlns:c='jabber:client'>`) binds its own namespace
     // and may declare a default for its children: nothing to add.
-    if stanza[..name_end].contains(&b':') {
-        return stanza.to_vec();
+    if !name.contains(&b':') {
+        out.extend_from_slice(b" xmlns='jabber:client'");
     }
-    let mut v = Vec::with_capacity(stanza.len() + 24);
-    v.extend_from_slice(&stanza[..name_end]);
-    v.extend_from_slice(b" xmlns='jabber:client'");
-    v.extend_from_slice(&stanza[name_end..]);
-    v
+    out.extend_from_slice(rest);
 }
 
 impl Core {
     /// Carbon-enabled resources of an account, except `exclude`.
-    fn carbon_resources(&self, account: AccountId, exclude: &[ConnId]) -> Vec<(ConnId, String)> {
-        self.online
-            .resources(account)
-            .iter()
-            .filter(|c| !exclude.contains(c))
-            .filter_map(|c| {
-                let s = self.conns.get(*c)?.session.as_ref()?;
-                s.carbons.then(|| (*c, s.jid.to_string()))
-            })
-            .collect()
+    fn carbon_resources(&self, account: AccountId, exclude: &[ConnId]) -> Sessions {
+        sessions(
+            self.online
+                .resources(account)
+                .iter()
+                .copied()
+                .filter(|c| !exclude.contains(c))
+                .filter(|c| {
+                    self.conns
+                        .get(*c)
+                        .and_then(|x| x.session.as_ref())
+                        .is_some_and(|s| s.carbons)
+                }),
+        )
     }
 
     /// Copies of a message the account sent from `sender` (§5.2), to its other resources.
@@ -145,14 +155,7 @@ impl Core {
             return;
         };
         let targets = self.carbon_resources(account, &[sender]);
-        if targets.is_empty() {
-            return;
-        }
-        let fwd = as_forwarded(stanza);
-        let bare = from.bare_str().to_string();
-        for (c, full) in targets {
-            self.send(c, |out| write_copy(out, "sent", &bare, &full, mtype, &fwd));
-        }
+        self.send_carbons(&targets, "sent", from.bare_str(), mtype, stanza);
     }
 
     /// Copies of a message the account received (§5.1), to its carbon-enabled resources
@@ -166,16 +169,38 @@ impl Core {
         mtype: &str,
     ) {
         let targets = self.carbon_resources(account, delivered);
+        self.send_carbons(&targets, "received", to.bare_str(), mtype, stanza);
+    }
+
+    /// Sends each target session its copy, addressed to its full JID.
+    fn send_carbons(
+        &mut self,
+        targets: &[ConnId],
+        direction: &str,
+        account_bare: &str,
+        mtype: &str,
+        stanza: &[u8],
+    ) {
         if targets.is_empty() {
             return;
         }
-        let fwd = as_forwarded(stanza);
-        let bare = to.bare_str().to_string();
-        for (c, full) in targets {
-            self.send(c, |out| {
-                write_copy(out, "received", &bare, &full, mtype, &fwd)
+        let mut fwd = scratch::take_bytes(&mut self.scratch.forwarded);
+        write_forwarded(&mut fwd, stanza);
+        let mut full = self.scratch.contact.take();
+        for c in targets {
+            let Some(jid) = self.conns.get(*c).and_then(|x| x.session.as_ref()) else {
+                continue;
+            };
+            let to = scratch::copy_jid(&mut full, &jid.jid);
+            self.send(*c, |out| {
+                write_copy(out, direction, account_bare, to.as_str(), mtype, &fwd)
             });
+            full = Some(to);
         }
+        if let Some(full) = full {
+            scratch::put_jid(&mut self.scratch.contact, full);
+        }
+        scratch::put_bytes(&mut self.scratch.forwarded, fwd);
     }
 }
 

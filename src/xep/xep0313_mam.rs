@@ -317,7 +317,7 @@ impl Core {
         account: &str,
         with: &str,
         outgoing: bool,
-        stanza: String,
+        stanza: &str,
     ) -> u64 {
         use crate::archive::{ArchiveRecord, ArchivedMessage, flags};
         let id = self.next_archive_id;
@@ -328,7 +328,7 @@ impl Core {
             ts_ms: self.wall_ms,
             with: with.to_string(),
             flags: flags::ARCHIVED | if outgoing { flags::OUTGOING } else { 0 },
-            stanza,
+            stanza: stanza.to_string(),
         };
         self.archive_write(ArchiveRecord::Message(msg), None, false);
         id

@@ -24,15 +24,27 @@ pub static MODULE: Module = Module {
 pub const CSI_MAX_HELD: usize = 64;
 pub const CSI_MAX_HELD_BYTES: usize = 32 * 1024;
 
-/// How a stanza for a session may be treated while the client is inactive.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Urgency {
+/// How a stanza for a session may be treated while the client is inactive. The router
+/// names the sender with a borrowed `&str` (`Urgency<&str>`); only a stanza actually held
+/// keeps an owned copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Urgency<S = String> {
     /// Deliver now (and flush what was held first, to keep order).
     Now,
     /// Presence from this sender: only the latest matters.
-    Presence(String),
+    Presence(S),
     /// A chat state notification (typing…) from this sender: only the latest matters.
-    ChatState(String),
+    ChatState(S),
+}
+
+impl Urgency<&str> {
+    fn into_owned(self) -> Urgency {
+        match self {
+            Urgency::Now => Urgency::Now,
+            Urgency::Presence(s) => Urgency::Presence(s.to_string()),
+            Urgency::ChatState(s) => Urgency::ChatState(s.to_string()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -95,7 +107,7 @@ impl Core {
     pub(crate) fn send_with_urgency(
         &mut self,
         id: ConnId,
-        urgency: Urgency,
+        urgency: Urgency<&str>,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         let inactive = self
@@ -116,7 +128,7 @@ impl Core {
             .conns
             .get_mut(id)
             .and_then(|c| c.session.as_mut())
-            .map(|s| s.csi.hold(urgency, stanza));
+            .map(|s| s.csi.hold(urgency.into_owned(), stanza));
         if let Some(Err(stanza)) = held {
             self.csi_flush(id);
             self.send(id, |out| out.extend_from_slice(&stanza));

@@ -89,12 +89,27 @@ pub fn normalize_line_ends(raw: &str) -> Cow<'_, str> {
 }
 
 fn unescape(raw: &str, attribute: bool) -> Result<Cow<'_, str>, EscapeError> {
+    let mut out = String::new();
+    if unescape_into(&mut out, raw, attribute)? {
+        Ok(Cow::Owned(out))
+    } else {
+        Ok(Cow::Borrowed(raw))
+    }
+}
+
+/// [`unescape_attr`] appending to `out`, for callers that keep a buffer: `false` (and
+/// nothing appended) when the value is the raw text itself.
+pub fn unescape_attr_into(out: &mut String, raw: &str) -> Result<bool, EscapeError> {
+    unescape_into(out, raw, true)
+}
+
+fn unescape_into(out: &mut String, raw: &str, attribute: bool) -> Result<bool, EscapeError> {
     let special = |c: char| c == '&' || c == '\r' || (attribute && (c == '\n' || c == '\t'));
     let Some(first) = raw.find(special) else {
-        return Ok(Cow::Borrowed(raw));
+        return Ok(false);
     };
     let (plain, mut rest) = raw.split_at_checked(first).unwrap_or((raw, ""));
-    let mut out = String::with_capacity(raw.len());
+    out.reserve(raw.len());
     out.push_str(plain);
     while let Some(c) = rest.chars().next() {
         match c {
@@ -123,7 +138,7 @@ fn unescape(raw: &str, attribute: bool) -> Result<Cow<'_, str>, EscapeError> {
             }
         }
     }
-    Ok(Cow::Owned(out))
+    Ok(true)
 }
 
 /// Parses the reference at the start of `s` (which starts with `&`). Returns the character

@@ -22,6 +22,8 @@ const CDATA_START: &[u8] = b"<![CDATA[";
 /// Buffer capacity an idle framer keeps: one socket read (`limits::READ_CHUNK_BYTES`), so
 /// that a connection which once sent a 256 KiB stanza does not hold that memory forever.
 const IDLE_CAPACITY: usize = crate::limits::READ_CHUNK_BYTES;
+/// Heap bytes of a handled element worth keeping to frame the next one into.
+const SPARE_ELEMENT_BYTES: usize = crate::limits::SCRATCH_KEEP_BYTES;
 
 const INVALID_UTF8: FrameError = FrameError::NotWellFormed("invalid UTF-8");
 const UNBOUND_PREFIX: FrameError = FrameError::NotWellFormed("unbound namespace prefix");
@@ -85,8 +87,8 @@ struct Span {
 impl Span {
     fn new(start: usize, end: usize) -> Span {
         Span {
-            start: u32::try_from(start).unwrap_or(u32::MAX),
-            end: u32::try_from(end).unwrap_or(u32::MAX),
+            start: position(start),
+            end: position(end),
         }
     }
     fn range(self) -> Range<usize> {
@@ -94,27 +96,40 @@ impl Span {
     }
 }
 
-/// One attribute of a top-level element as received.
-#[derive(Clone, Debug, PartialEq, Eq)]
+fn position(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// One attribute of a top-level element as received, or (after the attributes) one
+/// prefix binding of the stream header the element uses: `qname` the prefix, `value`
+/// the namespace. Spans index [`RawElement`]'s text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct RawAttr {
     qname: Span,
     /// Between the quotes, still escaped.
     raw_value: Span,
-    /// The value after unescaping, only when it differs from the raw text.
-    unescaped: Option<Box<str>>,
+    /// The value after unescaping: `raw_value` itself unless unescaping changed it.
+    value: Span,
 }
 
 /// One complete top-level element (a stanza or negotiation element), already checked for
 /// well-formedness and limits. Holds the exact bytes received.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Everything lives in two buffers, so that an element can be framed into the buffers of
+/// one already handled without allocating (see [`FrameBuffers`]).
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct RawElement {
-    bytes: Box<str>,
+    /// The resolved namespace (`..ns_end`), the element as received (`bytes`), the
+    /// attribute values that unescaping changed, then the stream-level prefixes and
+    /// namespaces the element uses.
+    text: String,
+    /// The attributes (the first `attr_count`), then the inherited prefix bindings:
+    /// declared on the stream header, the element cannot be read on its own without them.
+    attrs: Vec<RawAttr>,
+    ns_end: u32,
+    attr_count: u32,
+    bytes: Span,
     name: Span,
-    ns: Box<str>,
-    attrs: Box<[RawAttr]>,
-    /// Prefix bindings declared on the stream header that the element uses; it cannot be
-    /// read on its own without them.
-    inherited: Box<[(Box<str>, Box<str>)]>,
     inner: Span,
 }
 
@@ -152,7 +167,7 @@ impl RawElement {
     }
     /// The exact text of the element as received.
     pub fn as_str(&self) -> &str {
-        &self.bytes
+        self.slice(self.bytes)
     }
     /// Local name of the element (without prefix).
     pub fn name(&self) -> &str {
@@ -160,7 +175,7 @@ impl RawElement {
     }
     /// Resolved namespace of the element.
     pub fn ns(&self) -> &str {
-        &self.ns
+        self.text.get(..self.ns_end as usize).unwrap_or_default()
     }
     /// Value (unescaped) of the attribute with this qualified name, e.g. `to`, `xml:lang`.
     pub fn attr(&self, qname: &str) -> Option<&str> {
@@ -169,13 +184,9 @@ impl RawElement {
     /// All attributes in received order, qualified name and unescaped value, including
     /// namespace declarations (`xmlns`, `xmlns:p`).
     pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.attrs.iter().map(|a| {
-            let value = match &a.unescaped {
-                Some(v) => v,
-                None => self.slice(a.raw_value),
-            };
-            (self.slice(a.qname), value)
-        })
+        self.own_attrs()
+            .iter()
+            .map(|a| (self.slice(a.qname), self.slice(a.value)))
     }
     /// The raw text between the start tag and the end tag (empty for `<x/>`).
     pub fn inner(&self) -> &str {
@@ -183,7 +194,11 @@ impl RawElement {
     }
     /// Prefix bindings from the stream header that this element uses (`(prefix, uri)`).
     pub fn inherited_prefixes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.inherited.iter().map(|(p, u)| (&**p, &**u))
+        self.attrs
+            .get(self.attr_count as usize..)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| (self.slice(b.qname), self.slice(b.value)))
     }
     /// Writes the element with `from`/`to` replaced (or removed when `None`), its default
     /// namespace declaration removed (the receiving stream's default applies), the other
@@ -201,11 +216,11 @@ impl RawElement {
         to: Option<&str>,
         extra_prefixes: &[(String, String)],
     ) {
-        let prefixed = self.name.start > 1;
-        // The qualified name as received: `<` is at 0, the name runs to the local end.
+        let prefixed = self.name.start > self.bytes.start + 1;
+        // The qualified name as received: `<` comes first, the name runs to the local end.
         let name = if prefixed {
             self.slice(Span {
-                start: 1,
+                start: self.bytes.start + 1,
                 end: self.name.end,
             })
         } else {
@@ -218,7 +233,7 @@ impl RawElement {
                 write_attr(out, attr_name, "", value);
             }
         }
-        for a in self.attrs.iter() {
+        for a in self.own_attrs() {
             let qname = self.slice(a.qname);
             let own_default_ns = qname == "xmlns" && !prefixed;
             if qname == "from" || qname == "to" || own_default_ns {
@@ -248,15 +263,14 @@ impl RawElement {
     /// if `p:` occurs in the text, so that test never misses one (and rarely adds one in
     /// vain, which is harmless).
     fn write_missing_declarations(&self, out: &mut Vec<u8>, extra: &[(String, String)]) {
-        let inherited = self.inherited.iter().map(|(p, u)| (&**p, &**u));
         let extra = extra.iter().map(|(p, u)| (p.as_str(), u.as_str()));
         let mut written: Vec<&str> = Vec::new();
-        for (prefix, uri) in inherited.chain(extra) {
+        for (prefix, uri) in self.inherited_prefixes().chain(extra) {
             if prefix.is_empty() || prefix == "xml" || prefix == "xmlns" {
                 continue;
             }
             let declared_here = self
-                .attrs
+                .own_attrs()
                 .iter()
                 .any(|a| self.slice(a.qname).strip_prefix("xmlns:") == Some(prefix));
             if declared_here || written.contains(&prefix) || !self.uses_prefix(prefix) {
@@ -268,13 +282,70 @@ impl RawElement {
     }
 
     fn uses_prefix(&self, prefix: &str) -> bool {
-        self.bytes
+        let bytes = self.as_str();
+        bytes
             .match_indices(prefix)
-            .any(|(i, _)| self.bytes.as_bytes().get(i + prefix.len()) == Some(&b':'))
+            .any(|(i, _)| bytes.as_bytes().get(i + prefix.len()) == Some(&b':'))
+    }
+
+    fn own_attrs(&self) -> &[RawAttr] {
+        self.attrs
+            .get(..self.attr_count as usize)
+            .unwrap_or_default()
     }
 
     fn slice(&self, span: Span) -> &str {
-        self.bytes.get(span.range()).unwrap_or_default()
+        self.text.get(span.range()).unwrap_or_default()
+    }
+
+    /// Heap bytes the element holds (text and attribute table).
+    fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.attrs.capacity() * size_of::<RawAttr>()
+    }
+}
+
+impl Clone for RawElement {
+    fn clone(&self) -> RawElement {
+        RawElement {
+            text: self.text.clone(),
+            attrs: self.attrs.clone(),
+            ..*self
+        }
+    }
+
+    /// Reuses this element's buffers (a session's last presence is replaced by each new
+    /// one; most presences of a session have about the same size).
+    fn clone_from(&mut self, source: &RawElement) {
+        self.text.clone_from(&source.text);
+        self.attrs.clone_from(&source.attrs);
+        self.ns_end = source.ns_end;
+        self.attr_count = source.attr_count;
+        self.bytes = source.bytes;
+        self.name = source.name;
+        self.inner = source.inner;
+    }
+}
+
+/// The buffers a [`Framer`] frames into, kept by its owner between reads: an idle
+/// connection then holds none (most of a household's sessions are idle most of the
+/// time), and a busy one allocates nothing per stanza. One set serves every connection
+/// of a server, since the core handles one read at a time.
+#[derive(Default)]
+pub struct FrameBuffers {
+    input: String,
+    element: RawElement,
+}
+
+impl FrameBuffers {
+    /// Keeps the buffers of an element that has been handled, for the next one, unless
+    /// they grew past what is worth keeping (a large stanza is not kept for ever).
+    pub fn recycle(&mut self, mut raw: RawElement) {
+        if self.element.heap_bytes() > 0 || raw.heap_bytes() > SPARE_ELEMENT_BYTES {
+            return;
+        }
+        raw.text.clear();
+        raw.attrs.clear();
+        self.element = raw;
     }
 }
 
@@ -355,16 +426,6 @@ struct OpenElement {
     /// Qualified name, relative to the start of the top-level element.
     qname: Range<usize>,
     scope_mark: ScopeMark,
-}
-
-/// What the current top-level element's `RawElement` needs, gathered at its start tag.
-#[derive(Default)]
-struct TopElement {
-    name: Span,
-    ns: Box<str>,
-    attrs: Vec<RawAttr>,
-    /// End of the start tag, relative to the element's start.
-    inner_start: usize,
 }
 
 /// Where a name's namespace comes from.
@@ -463,10 +524,12 @@ pub struct Framer {
     scopes: Scopes,
     /// Bindings declared on the stream header: the first `header_bindings` of `scopes`.
     header_bindings: usize,
-    header_qname: String,
+    header_qname: Box<str>,
     /// Header bindings the current stanza uses (indexes into `scopes`).
     used_header_bindings: Vec<usize>,
-    top: TopElement,
+    /// The top-level element being read: its namespace, attributes and name from its
+    /// start tag; the rest is filled in when its end tag arrives.
+    element: RawElement,
     attrs: Vec<AttrSpan>,
     ready: Option<Ready>,
     close_after_header: bool,
@@ -496,9 +559,9 @@ impl Framer {
             open: Vec::new(),
             scopes: Scopes::default(),
             header_bindings: 0,
-            header_qname: String::new(),
+            header_qname: Box::default(),
             used_header_bindings: Vec::new(),
-            top: TopElement::default(),
+            element: RawElement::default(),
             attrs: Vec::new(),
             ready: None,
             close_after_header: false,
@@ -996,7 +1059,7 @@ impl Framer {
             }
         }
         self.header_bindings = self.scopes.bindings.len();
-        self.header_qname = slice(&self.buf, &tag.qname).to_string();
+        self.header_qname = slice(&self.buf, &tag.qname).into();
         self.phase = if tag.empty {
             Phase::Closed
         } else {
@@ -1021,7 +1084,7 @@ impl Framer {
         let resolved = resolve_element(&self.buf, &tag, &self.scopes, header, used)?;
         resolve_attributes(&self.buf, &self.attrs, &self.scopes, header, used)?;
         if depth == 1 {
-            self.top = self.describe_top(&tag, resolved, range.end)?;
+            self.describe_top(&tag, resolved, range.end)?;
         } else {
             for a in &self.attrs {
                 escape::check_references(slice(&self.buf, &a.value))
@@ -1043,34 +1106,37 @@ impl Framer {
         Ok(())
     }
 
+    /// Records what the element's start tag says, in element-relative positions (where
+    /// the element will sit in `self.element.text` is known once it is complete).
     fn describe_top(
-        &self,
+        &mut self,
         tag: &StartTag,
         resolved: Resolved,
         tag_end: usize,
-    ) -> Result<TopElement, FrameError> {
+    ) -> Result<(), FrameError> {
         let base = self.elem_start;
         let rel = |r: &Range<usize>| Span::new(r.start - base, r.end - base);
         let local_start = tag.qname.start + tag.prefix_len + usize::from(tag.prefix_len > 0);
-        let mut attrs = Vec::with_capacity(self.attrs.len());
+        let el = &mut self.element;
+        el.text.clear();
+        el.text.push_str(self.scopes.ns(resolved));
+        el.ns_end = position(el.text.len());
+        el.attrs.clear();
         for a in &self.attrs {
-            let raw = slice(&self.buf, &a.value);
-            let unescaped = match escape::unescape_attr(raw).map_err(FrameError::NotWellFormed)? {
-                std::borrow::Cow::Borrowed(_) => None,
-                std::borrow::Cow::Owned(v) => Some(v.into_boxed_str()),
-            };
-            attrs.push(RawAttr {
+            escape::check_references(slice(&self.buf, &a.value))
+                .map_err(FrameError::NotWellFormed)?;
+            let value = rel(&a.value);
+            el.attrs.push(RawAttr {
                 qname: rel(&a.qname),
-                raw_value: rel(&a.value),
-                unescaped,
+                raw_value: value,
+                value,
             });
         }
-        Ok(TopElement {
-            name: rel(&(local_start..tag.qname.end)),
-            ns: self.scopes.ns(resolved).into(),
-            attrs,
-            inner_start: tag_end - base,
-        })
+        el.attr_count = position(el.attrs.len());
+        el.name = rel(&(local_start..tag.qname.end));
+        // Where the content starts; where it ends is known at the end tag.
+        el.inner = Span::new(tag_end - base, tag_end - base);
+        Ok(())
     }
 
     fn close_element(&mut self, range: Range<usize>) -> Result<(), FrameError> {
@@ -1086,7 +1152,7 @@ impl Framer {
         let closing = slice(&self.buf, &qname);
         let Some(open) = self.open.pop() else {
             // RFC 6120 §4.4: the end tag of the stream closes it.
-            if closing != self.header_qname {
+            if closing != &*self.header_qname {
                 return Err(FrameError::NotWellFormed("mismatched end tag"));
             }
             self.phase = Phase::Closed;
@@ -1113,27 +1179,77 @@ impl Framer {
         Ok(())
     }
 
+    /// Completes the element described at its start tag: its bytes after its namespace,
+    /// then the attribute values that unescaping changes, then the header bindings used.
     fn take_element(&mut self, end: usize, inner_end: usize) -> RawElement {
         let base = self.elem_start;
-        let top = std::mem::take(&mut self.top);
-        let inherited = self
-            .used_header_bindings
-            .drain(..)
-            .map(|i| (self.scopes.prefix(i).into(), self.scopes.uri(i).into()))
-            .collect();
-        let raw = RawElement {
-            bytes: self.buf.get(base..end).unwrap_or_default().into(),
-            name: top.name,
-            ns: top.ns,
-            attrs: top.attrs.into_boxed_slice(),
-            inherited,
-            inner: Span::new(top.inner_start.min(inner_end - base), inner_end - base),
-        };
+        let mut el = std::mem::take(&mut self.element);
+        let start = el.text.len();
+        el.text
+            .push_str(self.buf.get(base..end).unwrap_or_default());
+        let shift = |s: Span| Span::new(s.start as usize + start, s.end as usize + start);
+        el.bytes = Span::new(start, el.text.len());
+        el.name = shift(el.name);
+        el.inner = shift(Span::new(
+            (el.inner.start as usize).min(inner_end - base),
+            inner_end - base,
+        ));
+        for a in &mut el.attrs {
+            let received = a.raw_value.range();
+            let received = slice(&self.buf, &(base + received.start..base + received.end));
+            a.qname = shift(a.qname);
+            a.raw_value = shift(a.raw_value);
+            let before = el.text.len();
+            // Checked at the start tag, so unescaping cannot fail here.
+            a.value = match escape::unescape_attr_into(&mut el.text, received) {
+                Ok(true) => Span::new(before, el.text.len()),
+                _ => a.raw_value,
+            };
+        }
+        for i in self.used_header_bindings.drain(..) {
+            let p = el.text.len();
+            el.text.push_str(self.scopes.prefix(i));
+            let u = el.text.len();
+            el.text.push_str(self.scopes.uri(i));
+            el.attrs.push(RawAttr {
+                qname: Span::new(p, u),
+                raw_value: Span::default(),
+                value: Span::new(u, el.text.len()),
+            });
+        }
         self.elem_start = end;
         if self.scopes.text.capacity() > IDLE_CAPACITY {
             self.scopes.text.shrink_to(IDLE_CAPACITY);
         }
-        raw
+        el
+    }
+
+    /// Takes the buffers it lacks from `spare` (call before feeding and before each
+    /// `next_frame`).
+    pub fn borrow_buffers(&mut self, spare: &mut FrameBuffers) {
+        if self.buf.capacity() == 0 {
+            std::mem::swap(&mut self.buf, &mut spare.input);
+        }
+        if !self.reading_element() && self.element.heap_bytes() == 0 {
+            std::mem::swap(&mut self.element, &mut spare.element);
+        }
+    }
+
+    /// Gives back the buffers it does not need until more input arrives: all of them
+    /// between elements, none while an element is incomplete.
+    pub fn return_buffers(&mut self, spare: &mut FrameBuffers) {
+        if self.buf.is_empty() && spare.input.capacity() == 0 {
+            std::mem::swap(&mut self.buf, &mut spare.input);
+        }
+        if !self.reading_element() && spare.element.heap_bytes() == 0 {
+            std::mem::swap(&mut self.element, &mut spare.element);
+        }
+    }
+
+    /// A top-level element's start tag has been read and the element not handed out:
+    /// `self.element` holds what its start tag said.
+    fn reading_element(&self) -> bool {
+        !self.open.is_empty() || matches!(self.ready, Some(Ready::Element { .. }))
     }
 
     /// Drops consumed bytes from the front of the buffer, and gives back memory after a
@@ -1147,9 +1263,11 @@ impl Framer {
             self.scan_upto = self.scan_upto.saturating_sub(consumed);
         }
         if self.buf.is_empty() {
-            // An idle connection holds no input buffer at all: most of a household's
-            // sessions are idle most of the time, and the next read allocates again.
-            self.buf = String::new();
+            // An idle connection holds no input buffer at all once its owner took it back
+            // (`return_buffers`); one read's worth is all that is worth keeping.
+            if self.buf.capacity() > IDLE_CAPACITY {
+                self.buf = String::new();
+            }
         } else if self.buf.capacity() > IDLE_CAPACITY && self.buf.len() < self.buf.capacity() / 4 {
             self.buf.shrink_to(IDLE_CAPACITY.max(self.buf.len()));
         }
@@ -2404,6 +2522,107 @@ mod tests {
         // The mutations must reach many different outcomes, or the test proves little.
         assert!(outcomes.len() >= 8, "{outcomes:?}");
         assert!(outcomes.contains_key("None"), "{outcomes:?}");
+    }
+
+    /// Like [`run_chunks`], but the way the core drives a framer: its buffers borrowed
+    /// from `spare` for each read and given back after it, each element recycled once
+    /// looked at (here: cloned, to compare).
+    fn run_chunks_borrowing<'a>(
+        spare: &mut FrameBuffers,
+        chunks: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Vec<Frame> {
+        let mut framer = Framer::new(LIMITS);
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            framer.borrow_buffers(spare);
+            framer.feed(chunk).unwrap();
+            loop {
+                framer.borrow_buffers(spare);
+                match framer.next_frame().unwrap() {
+                    Some(Frame::Element(raw)) => {
+                        frames.push(Frame::Element(raw.clone()));
+                        spare.recycle(raw);
+                    }
+                    Some(frame) => frames.push(frame),
+                    None => break,
+                }
+            }
+            framer.return_buffers(spare);
+        }
+        frames
+    }
+
+    #[test]
+    fn frames_are_the_same_in_borrowed_and_recycled_buffers() {
+        let input = format!(
+            "<stream:stream xmlns='jabber:client' xmlns:stream='{NS_STREAM}' \
+             xmlns:db='jabber:server:dialback'>\
+             <message to='a&amp;b@x' id='1'><body>{}</body></message>\
+             <db:result to='a' from='b'>key</db:result><iq type='get' id='&#x32;'/>\
+             <presence xml:lang='en'><status>x</status></presence>",
+            "long ".repeat(200)
+        );
+        let (expected, error) = run(input.as_bytes());
+        assert_eq!(error, None);
+        assert_eq!(elements(&expected).len(), 4);
+        let mut spare = FrameBuffers::default();
+        for size in [1, 7, 64, input.len()] {
+            let frames = run_chunks_borrowing(&mut spare, input.as_bytes().chunks(size));
+            assert_eq!(frames, expected, "chunks of {size}");
+        }
+        assert!(spare.input.capacity() > 0 && spare.element.heap_bytes() > 0);
+        let els = elements(&expected);
+        assert_eq!(els[0].attr("to"), Some("a&b@x"));
+        assert_eq!(els[2].attr("id"), Some("2"));
+    }
+
+    #[test]
+    fn an_element_in_progress_keeps_its_buffers() {
+        let mut spare = FrameBuffers::default();
+        let mut framer = Framer::new(LIMITS);
+        framer.borrow_buffers(&mut spare);
+        framer.feed(HEADER.as_bytes()).unwrap();
+        assert!(matches!(framer.next_frame(), Ok(Some(Frame::Header(_)))));
+        framer.feed(b"<message to='x&amp;y'><bo").unwrap();
+        assert_eq!(framer.next_frame(), Ok(None));
+        framer.return_buffers(&mut spare);
+        assert_eq!(spare.input.capacity(), 0, "the partial stanza stays");
+        assert_eq!(spare.element.heap_bytes(), 0, "and what its start tag said");
+        // Another connection uses (and grows) other buffers meanwhile.
+        let mut other = Framer::new(LIMITS);
+        other.borrow_buffers(&mut spare);
+        other.feed(HEADER.as_bytes()).unwrap();
+        other.feed(b"<presence/>").unwrap();
+        while let Ok(Some(f)) = other.next_frame() {
+            if let Frame::Element(raw) = f {
+                spare.recycle(raw);
+            }
+        }
+        other.return_buffers(&mut spare);
+        assert!(spare.element.heap_bytes() > 0);
+        framer.borrow_buffers(&mut spare);
+        framer.feed(b"dy>hi</body></message>").unwrap();
+        let Ok(Some(Frame::Element(raw))) = framer.next_frame() else {
+            panic!("the message completes");
+        };
+        assert_eq!(
+            raw.as_str(),
+            "<message to='x&amp;y'><body>hi</body></message>"
+        );
+        assert_eq!(raw.attr("to"), Some("x&y"));
+        assert_eq!(raw.inner(), "<body>hi</body>");
+        assert_eq!(raw.ns(), NS_CLIENT);
+    }
+
+    #[test]
+    fn a_large_element_is_not_kept_for_reuse() {
+        let mut spare = FrameBuffers::default();
+        let big = format!("<message><body>{}</body></message>", "z".repeat(40 * 1024));
+        let input = format!("{HEADER}{big}");
+        let frames = run_chunks_borrowing(&mut spare, [input.as_bytes()]);
+        assert_eq!(elements(&frames).len(), 1);
+        assert!(spare.element.heap_bytes() <= SPARE_ELEMENT_BYTES);
+        assert!(spare.input.capacity() <= IDLE_CAPACITY);
     }
 
     #[test]
