@@ -167,6 +167,47 @@ pub const SCRATCH_KEEP_JID_BYTES: usize = 512;
 /// acknowledgements (at most 32 × 4 KiB per server); a larger one is freed.
 pub const CAP_SPARE_SM_COPIES: usize = 32;
 pub const SPARE_SM_COPY_BYTES: usize = READ_CHUNK_BYTES;
+/// Output buffers the network shell keeps for the next socket write, and the largest kept:
+/// a connection borrows one only while it writes (an idle one holds none), and the pool
+/// covers the writes a few executor threads have in flight (at most 8 × 16 KiB per server).
+pub const CAP_SPARE_WRITE_BUFFERS: usize = 8;
+pub const SPARE_WRITE_BUFFER_BYTES: usize = SCRATCH_KEEP_BYTES;
+
+// ---- Internal bounds (not configurable; each is part of a per-connection or per-server
+// ---- term of the worst-case formula, or keeps a cache or a queue from growing) ----
+
+/// Held stanzas per inactive session (XEP-0352), and their bytes: a few dozen contacts'
+/// presence; past either bound the buffer is flushed (the client pays a wake-up, memory
+/// stays put).
+pub const CSI_MAX_HELD: usize = 64;
+pub const CSI_MAX_HELD_BYTES: usize = 32 * 1024;
+
+/// Default and largest MAM page (XEP-0313 lets the server cap `max`).
+pub const MAM_DEFAULT_PAGE: usize = 50;
+pub const MAM_MAX_PAGE: usize = 250;
+/// MAM queries waiting for the store, per connection and in all: an answer can take a
+/// disk read, and a client must not queue unbounded work.
+pub const MAM_MAX_QUERIES_PER_CONNECTION: usize = 2;
+pub const MAM_MAX_QUERIES: usize = 64;
+/// JIDs in the always/never lists of the MAM preferences.
+pub const MAM_MAX_PREFS_JIDS: usize = 100;
+
+/// Longest entity-caps `ver` and `node` remembered (XEP-0115): a base64 SHA-512 is 88
+/// characters and client nodes are URLs; longer values are ignored so the cache stays small.
+pub const MAX_CAPS_VER_BYTES: usize = 128;
+pub const MAX_CAPS_NODE_BYTES: usize = 512;
+
+/// Largest request line on the control socket (the CLI's account commands).
+pub const CONTROL_MAX_REQUEST_BYTES: u64 = 4096;
+
+/// Bytes read from disk at a time. Loading and scans hold one such window, or one frame if
+/// larger, never a whole file: a file can outgrow a router's free memory.
+pub const READ_WINDOW_BYTES: usize = 64 * 1024;
+/// Bytes read at a time by a window over frames far apart (the archive's pending offline
+/// messages at open): a flash page, so that reading a small frame does not cost 64 KiB.
+pub const SPARSE_READ_BYTES: usize = 4 * 1024;
+/// After an unusually large append, a store's encode buffer is given back above this size.
+pub const STORE_KEEP_BUFFER_BYTES: usize = 64 * 1024;
 
 /// SASL attempts per connection before the connection is closed. RFC 6120 §6.4.5 asks for
 /// "at least 2 and no more than 5" retries.

@@ -237,18 +237,17 @@ async fn drive(
             Event::Wake => {
                 // A fresh buffer each time: the core keeps the empty one, and the written
                 // one is dropped below, so an idle connection holds no output buffer.
-                let action = {
-                    let mut wbuf = Vec::new();
-                    let action = take_output(shared, id, &mut wbuf);
-                    if !wbuf.is_empty()
-                        && with_timeout(WRITE_STALL_TIMEOUT, transport.write_all(&wbuf))
-                            .await
-                            .is_err()
-                    {
-                        return "write failed or stalled";
-                    }
-                    action
-                };
+                // The buffer is borrowed from the server's pool for this write only, so
+                // an idle connection holds none and a busy one allocates none.
+                let (action, wbuf) = take_output(shared, id);
+                let written = wbuf.is_empty()
+                    || with_timeout(WRITE_STALL_TIMEOUT, transport.write_all(&wbuf))
+                        .await
+                        .is_ok();
+                shared.lock().return_write_buffer(wbuf);
+                if !written {
+                    return "write failed or stalled";
+                }
                 match action {
                     None => {}
                     Some(Action::Close) => return "closed by server",
@@ -275,7 +274,9 @@ async fn drive(
     }
 }
 
-fn take_output(shared: &Shared, id: ConnId, into: &mut Vec<u8>) -> Option<Action> {
+fn take_output(shared: &Shared, id: ConnId) -> (Option<Action>, Vec<u8>) {
     let mut st: std::sync::MutexGuard<'_, State> = shared.lock();
-    st.core.take_output(id, into)
+    let mut buf = st.take_write_buffer();
+    let action = st.core.take_output(id, &mut buf);
+    (action, buf)
 }

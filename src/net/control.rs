@@ -17,7 +17,7 @@ use smol::net::unix::{UnixListener, UnixStream};
 use super::Shared;
 use crate::sasl::{Credentials, ScramKeys};
 
-const MAX_REQUEST_BYTES: u64 = 4096;
+use crate::limits::CONTROL_MAX_REQUEST_BYTES as MAX_REQUEST_BYTES;
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("control.sock")

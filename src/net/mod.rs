@@ -91,6 +91,26 @@ pub struct State {
     /// Wake-up channels of connection tasks, indexed by slot.
     wakers: Vec<Option<Sender<()>>>,
     timer_armed: Option<Millis>,
+    /// Output buffers between writes (see `CAP_SPARE_WRITE_BUFFERS`).
+    spare_write_buffers: Vec<Vec<u8>>,
+}
+
+impl State {
+    /// A buffer for one socket write: a spare one if there is one.
+    pub fn take_write_buffer(&mut self) -> Vec<u8> {
+        self.spare_write_buffers.pop().unwrap_or_default()
+    }
+
+    /// Keeps a written buffer for the next write, unless the pool is full or the buffer
+    /// grew too large to be worth holding.
+    pub fn return_write_buffer(&mut self, mut buf: Vec<u8>) {
+        if self.spare_write_buffers.len() < crate::limits::CAP_SPARE_WRITE_BUFFERS
+            && buf.capacity() <= crate::limits::SPARE_WRITE_BUFFER_BYTES
+        {
+            buf.clear();
+            self.spare_write_buffers.push(buf);
+        }
+    }
 }
 
 pub struct Shared {
@@ -351,6 +371,7 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
             core,
             wakers: vec![None; CAP_CONNECTIONS],
             timer_armed: None,
+            spare_write_buffers: Vec::with_capacity(crate::limits::CAP_SPARE_WRITE_BUFFERS),
         }),
         start: Instant::now(),
         store_wake,

@@ -159,8 +159,7 @@ use crate::limits::{
 pub use self::format::{ARCHIVE_FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 pub use self::summary::SUMMARY_FORMAT_VERSION;
 
-/// After an unusually large append, the encode buffer is given back above this size.
-const KEEP_BUFFER_BYTES: usize = 64 * 1024;
+use crate::limits::STORE_KEEP_BUFFER_BYTES as KEEP_BUFFER_BYTES;
 
 /// Retention and size bounds of the archive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,13 +20,7 @@ pub const FILE_MODE: u32 = 0o600;
 
 pub const LOCK_FILE: &str = "lock";
 
-/// Bytes read from disk at a time. Loading and scans hold one such window, or one frame if
-/// larger, never a whole file: a file can outgrow a router's free memory.
-pub const READ_WINDOW_BYTES: usize = 64 * 1024;
-
-/// Bytes read at a time by a window over frames far apart (the archive's pending offline
-/// messages at open): a flash page, so that reading a small frame does not cost 64 KiB.
-pub const SPARSE_READ_BYTES: usize = 4 * 1024;
+pub use crate::limits::{READ_WINDOW_BYTES, SPARSE_READ_BYTES};
 
 /// Failure injection for tests; empty (and free) in other builds.
 #[derive(Clone, Copy, Debug, Default)]

@@ -105,8 +105,7 @@ const BAD_MAGIC: &str = "not an xmppd store file (bad magic)";
 /// Records per group when writing a snapshot: bounds the encode buffer to tens of KiB.
 const SNAPSHOT_RECORDS_PER_FRAME: usize = 64;
 
-/// After an unusually large append, the encode buffer is given back above this size.
-const KEEP_BUFFER_BYTES: usize = 64 * 1024;
+use crate::limits::STORE_KEEP_BUFFER_BYTES as KEEP_BUFFER_BYTES;
 
 /// What loading found, for the start-up log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -90,10 +90,7 @@ impl CapsCache {
     }
 }
 
-/// Longest `ver` and `node` remembered: a base64 SHA-512 is 88 characters and client
-/// nodes are URLs; longer values are ignored so the cache stays small.
-const MAX_CAPS_VER_BYTES: usize = 128;
-const MAX_CAPS_NODE_BYTES: usize = 512;
+use crate::limits::{MAX_CAPS_NODE_BYTES, MAX_CAPS_VER_BYTES};
 
 /// The `<c/>` of a presence: `(hash, node, ver)`.
 fn caps_of(presence: &Element) -> Option<(Option<String>, String, String)> {

@@ -53,15 +53,11 @@ pub static MODULE: Module = Module {
     ],
 };
 
-/// Default and largest page (XEP-0313 lets the server cap `max`).
-pub const DEFAULT_PAGE: usize = 50;
-pub const MAX_PAGE: usize = 250;
-/// Queries waiting for the store, per connection and in all: an answer can take a disk
-/// read, and a client must not queue unbounded work.
-pub const MAX_QUERIES_PER_CONNECTION: usize = 2;
-pub const MAX_QUERIES: usize = 64;
-/// JIDs in the always/never lists of the preferences.
-pub const MAX_PREFS_JIDS: usize = 100;
+pub use crate::limits::{
+    MAM_DEFAULT_PAGE as DEFAULT_PAGE, MAM_MAX_PAGE as MAX_PAGE,
+    MAM_MAX_PREFS_JIDS as MAX_PREFS_JIDS, MAM_MAX_QUERIES as MAX_QUERIES,
+    MAM_MAX_QUERIES_PER_CONNECTION as MAX_QUERIES_PER_CONNECTION,
+};
 
 /// A query whose answer the store will hand back.
 pub struct PendingQuery {

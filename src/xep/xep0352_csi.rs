@@ -19,10 +19,7 @@ pub static MODULE: Module = Module {
     iq: &[],
 };
 
-/// Held stanzas per inactive session, and their bytes: a few dozen contacts' presence;
-/// past either bound the buffer is flushed (the client pays a wake-up, memory stays put).
-pub const CSI_MAX_HELD: usize = 64;
-pub const CSI_MAX_HELD_BYTES: usize = 32 * 1024;
+pub use crate::limits::{CSI_MAX_HELD, CSI_MAX_HELD_BYTES};
 
 /// How a stanza for a session may be treated while the client is inactive. The router
 /// names the sender with a borrowed `&str` (`Urgency<&str>`); only a stanza actually held
