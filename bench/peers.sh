@@ -5,7 +5,8 @@
 # service is started, and every process this script starts is stopped by its PID.
 #
 #   bench/peers.sh install          apt-get install prosody ejabberd erlang-p1-sqlite3 (services
-#                                   kept from starting)
+#                                   kept from starting), and strace and linux-perf (they count
+#                                   the servers' sync calls in the archive scenario)
 #   bench/peers.sh prepare WORK     certificate, configs, accounts;
 #                                   WORK/NAME/{server.env,run.sh,reset.sh}
 #   bench/peers.sh cleanup WORK     stop what prepare left running (ejabberd's epmd) by PID
@@ -71,8 +72,11 @@ install_peers() {
     # ejabberd's SQLite driver, for its message archive.
     compgen -G "/usr/lib/erlang/lib/p1_sqlite3-*" >/dev/null || missing+=(erlang-p1-sqlite3)
     command -v openssl >/dev/null || missing+=(openssl)
+    # What counts the servers' fsync-type calls in the archive scenario (--sync-tracer).
+    command -v perf >/dev/null || missing+=(linux-perf)
+    command -v strace >/dev/null || missing+=(strace)
     if [ ${#missing[@]} -eq 0 ]; then
-        log "prosody, ejabberd (with erlang-p1-sqlite3) and openssl are installed"
+        log "prosody, ejabberd (with erlang-p1-sqlite3), openssl, perf and strace are installed"
         return
     fi
     [ "$(id -u)" = 0 ] || die "installing ${missing[*]} needs root"
@@ -93,7 +97,7 @@ install_peers() {
 }
 
 # --------------------------------------------------------------------------------------------
-write_server_env() { # NAME PORT TLS_PORT
+write_server_env() { # NAME PORT TLS_PORT DATA_DIR (what the archive scenario watches grow)
     cat >"$WORK/$1/server.env" <<EOF
 name=$1
 host=127.0.0.1
@@ -105,6 +109,7 @@ password=$PASSWORD
 users=$USERS
 run=$WORK/$1/run.sh
 reset=$WORK/$1/reset.sh
+data=$4
 EOF
 }
 
@@ -176,7 +181,7 @@ EOF
             --config "$dir/xmppd.toml" >/dev/null
         touch "$dir/users.done"
     fi
-    write_server_env xmppd "$XMPPD_PORT" "$XMPPD_TLS_PORT"
+    write_server_env xmppd "$XMPPD_PORT" "$XMPPD_TLS_PORT" "$dir/data"
 }
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +261,7 @@ EOF
             register "{}" "$DOMAIN" "$PASSWORD" >/dev/null
         touch "$dir/users.done"
     fi
-    write_server_env prosody "$PROSODY_PORT" "$PROSODY_TLS_PORT"
+    write_server_env prosody "$PROSODY_PORT" "$PROSODY_TLS_PORT" "$dir/data"
 }
 
 # --------------------------------------------------------------------------------------------
@@ -429,7 +434,7 @@ EOF
     fi
     write_reset ejabberd "rm -f '$dir/spool/mam.db-journal'
 if [ -f '$dir/spool/mam-empty.db' ]; then cp '$dir/spool/mam-empty.db' '$dir/spool/mam.db'; else rm -f '$dir/spool/mam.db'; fi"
-    write_server_env ejabberd "$EJABBERD_PORT" "$EJABBERD_TLS_PORT"
+    write_server_env ejabberd "$EJABBERD_PORT" "$EJABBERD_TLS_PORT" "$dir/spool"
 }
 
 # --------------------------------------------------------------------------------------------
@@ -456,5 +461,5 @@ cleanup)
     WORK="$(cd "${2:?usage: peers.sh cleanup WORK}" && pwd)"
     cleanup
     ;;
-*) sed -n '2,11p' "$0"; exit 2 ;;
+*) sed -n '2,12p' "$0"; exit 2 ;;
 esac

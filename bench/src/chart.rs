@@ -25,6 +25,14 @@ const PANELS: &[(&str, &[(&str, &str)])] = &[
         &[("fanout_cpu_us", "")],
     ),
     ("unloaded latency p99 (µs)", &[("lat_p99_us", "")]),
+    (
+        "bytes written per archived message, {rate}/s",
+        &[("archive_write_bytes", "")],
+    ),
+    (
+        "fsync-type calls per second at {rate} msg/s",
+        &[("archive_syncs_per_s", "")],
+    ),
 ];
 
 fn colour(server: &str) -> RGBColor {
@@ -145,24 +153,31 @@ fn panel(area: &DrawingArea<SVGBackend, Shift>, title: &str, bars: &[Bar]) -> Dr
     Ok(())
 }
 
-pub fn write_chart(path: &Path, results: &Results, servers: &[String]) -> DrawResult {
-    let root = SVGBackend::new(path, (1200, 640)).into_drawing_area();
+/// `archive_rate` fills in the archive panels' titles.
+pub fn write_chart(
+    path: &Path,
+    results: &Results,
+    servers: &[String],
+    archive_rate: u32,
+) -> DrawResult {
+    let root = SVGBackend::new(path, (1600, 640)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         "xmppd vs Prosody vs ejabberd — median, whiskers min–max (lower is better)",
         ("sans-serif", 18),
     )?;
     let (legend, root) = root.split_vertically(26);
-    let mut x = 420;
+    let mut x = 620;
     for s in servers {
         legend.draw(&Rectangle::new([(x, 6), (x + 14, 20)], colour(s).filled()))?;
         legend.draw(&Text::new(s.clone(), (x + 20, 6), ("sans-serif", 15)))?;
         x += 40 + 9 * s.len() as i32;
     }
-    let areas = root.split_evenly((2, 3));
+    let areas = root.split_evenly((2, 4));
     for (area, (title, series)) in areas.iter().zip(PANELS) {
         debug_assert!(series.iter().all(|(k, _)| metric(k).is_some()));
-        panel(area, title, &bars(results, servers, series))?;
+        let title = title.replace("{rate}", &archive_rate.to_string());
+        panel(area, &title, &bars(results, servers, series))?;
     }
     root.present()?;
     Ok(())
@@ -184,7 +199,7 @@ mod tests {
         let path =
             std::env::temp_dir().join(format!("xmppd-bench-chart-{}.svg", std::process::id()));
         let servers: Vec<String> = ["xmppd", "prosody", "ejabberd"].map(String::from).to_vec();
-        write_chart(&path, &r, &servers).unwrap();
+        write_chart(&path, &r, &servers, 100).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::remove_file(&path);
         assert!(svg.starts_with("<svg"));
@@ -193,6 +208,7 @@ mod tests {
             "\nplain\n",
             "ejabberd",
             "memory per idle session",
+            "bytes written per archived message, 100/s",
         ] {
             assert!(svg.contains(s), "missing {s}");
         }

@@ -12,6 +12,7 @@ mod report;
 mod results;
 mod scenarios;
 mod scram;
+mod storage;
 mod suite;
 mod tls;
 mod xml;
@@ -82,6 +83,15 @@ struct SuiteArgs {
     /// fan-out changes in flight (default 2)
     #[argh(option, default = "2")]
     fanout_window: usize,
+    /// archive scenario: chat messages per second (default 100)
+    #[argh(option, default = "100")]
+    archive_rate: u32,
+    /// archive scenario: seconds of paced sending (default 10)
+    #[argh(option, default = "10")]
+    archive_secs: u64,
+    /// what counts the sync calls in the archive scenario: perf (default), strace or none
+    #[argh(option, default = "String::from(\"perf\")")]
+    sync_tracer: String,
     /// ms to let a server settle before reading its RSS (default 2000)
     #[argh(option, default = "2000")]
     settle_ms: u64,
@@ -112,7 +122,7 @@ struct SuiteArgs {
 /// Run one scenario against any XMPP server and print the result.
 #[argh(subcommand, name = "run")]
 struct RunArgs {
-    /// idle, throughput, latency, storm, fanout, setup-fanout or login
+    /// idle, throughput, latency, storm, fanout, setup-fanout, archive or login
     #[argh(option)]
     scenario: String,
     /// read host, ports, domain, users and password from WORK/NAME/server.env
@@ -160,6 +170,19 @@ struct RunArgs {
     /// fan-out presence changes (default 50)
     #[argh(option, default = "50")]
     changes: usize,
+    /// archive: chat messages per second (default 100)
+    #[argh(option, default = "100")]
+    archive_rate: u32,
+    /// archive: seconds of paced sending (default 10)
+    #[argh(option, default = "10")]
+    archive_secs: u64,
+    /// archive: the server's data directory, whose growth is measured (default: `data` in
+    /// --spec's server.env)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// archive: what counts the sync calls, perf (default), strace or none
+    #[argh(option, default = "String::from(\"perf\")")]
+    sync_tracer: String,
     /// generator threads (default 1)
     #[argh(option, default = "1")]
     threads: usize,
@@ -171,6 +194,16 @@ fn start_helper_threads(threads: usize) {
             smol::block_on(scenarios::executor().run(smol::future::pending::<()>()))
         });
     }
+}
+
+/// "none" turns the count off (the server runs untraced).
+fn parse_tracer(s: &str) -> Result<Option<storage::Tracer>, String> {
+    if s == "none" {
+        return Ok(None);
+    }
+    storage::Tracer::parse(s)
+        .map(Some)
+        .ok_or(format!("unknown sync tracer {s} (perf, strace or none)"))
 }
 
 fn parse_common(mechanism: &str, tls: &str) -> Result<(Mechanism, Transport), String> {
@@ -223,6 +256,9 @@ fn suite_main(a: SuiteArgs) -> Result<(), String> {
         contacts: a.contacts.max(1),
         changes: a.changes.max(1),
         fanout_window: a.fanout_window.max(1),
+        archive_rate: a.archive_rate.max(1),
+        archive_secs: Duration::from_secs(a.archive_secs.max(1)),
+        sync_tracer: parse_tracer(&a.sync_tracer)?,
         settle: Duration::from_millis(a.settle_ms),
         mechanism,
         tls,
@@ -234,7 +270,7 @@ fn suite_main(a: SuiteArgs) -> Result<(), String> {
     let mut results = results::Results::default();
     let mut info = suite::RunInfo::default();
     suite::run_suite(&opts, &mut results, &mut info)?;
-    let chart_ok = match chart::write_chart(&a.chart, &results, &opts.servers) {
+    let chart_ok = match chart::write_chart(&a.chart, &results, &opts.servers, opts.archive_rate) {
         Ok(()) => true,
         Err(e) => {
             eprintln!("chart: {e}");
@@ -262,7 +298,7 @@ fn suite_main(a: SuiteArgs) -> Result<(), String> {
 fn run_main(a: RunArgs) -> Result<(), String> {
     let (mechanism, transport) = parse_common(&a.mechanism, &a.transport)?;
     start_helper_threads(a.threads);
-    let target = match &a.spec {
+    let spec = match &a.spec {
         Some(dir) => {
             let name = dir
                 .file_name()
@@ -270,13 +306,18 @@ fn run_main(a: RunArgs) -> Result<(), String> {
                 .unwrap_or_default()
                 .to_string();
             let work = dir.parent().unwrap_or(Path::new("."));
-            suite::ServerSpec::load(work, &name)?.target(mechanism)
+            Some(suite::ServerSpec::load(work, &name)?)
         }
+        None => None,
+    };
+    let target = match &spec {
+        Some(spec) => spec.target(mechanism),
         None => Target::new(
             a.host, a.port, a.tls_port, a.domain, a.prefix, a.password, mechanism,
         ),
     }
     .map_err(|e| e.to_string())?;
+    let data_dir = a.data_dir.or(spec.and_then(|s| s.data));
     let pid = a.pid;
     let secs = Duration::from_secs(a.secs.max(1));
     let e = |e: client::BenchError| e.to_string();
@@ -379,9 +420,99 @@ fn run_main(a: RunArgs) -> Result<(), String> {
                 r.window.bench_cpu_percent()
             );
         }
+        "archive" => {
+            let probe = storage::StorageProbe {
+                pid,
+                data_dir,
+                tracer: parse_tracer(&a.sync_tracer)?,
+            };
+            let r = suite::block(scenarios::archive(
+                &target,
+                &probe,
+                transport,
+                a.archive_rate,
+                Duration::from_secs(a.archive_secs.max(1)),
+            ))
+            .map_err(e)?;
+            print_archive(&r, transport, &probe);
+            if r.errors > 0 {
+                return Err(format!(
+                    "{} of {} messages bounced or not delivered",
+                    r.errors, r.sent
+                ));
+            }
+        }
         other => return Err(format!("unknown scenario {other}")),
     }
     Ok(())
+}
+
+fn print_archive(
+    r: &scenarios::ArchiveResult,
+    transport: Transport,
+    probe: &storage::StorageProbe,
+) {
+    let per_msg = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+    println!(
+        "{} of {} messages delivered ({}, {}/s for {:.1} s, each archived for sender and recipient), errors {}",
+        r.delivered,
+        r.sent,
+        transport.name(),
+        r.rate,
+        r.paced.as_secs_f64(),
+        r.errors
+    );
+    if let Some(io) = r.storage.io {
+        println!(
+            "write_bytes (to the block layer): {} = {} B/message; cancelled_write_bytes {}; \
+             wchar (write-family calls on any file) {}",
+            io.write_bytes,
+            per_msg(r.write_bytes_per_msg()),
+            io.cancelled_write_bytes,
+            io.wchar
+        );
+        if io.write_bytes == 0 && r.storage.data_growth.is_some_and(|g| g > 0) {
+            println!(
+                "  write_bytes is 0 while the data grew: a file system without block I/O (tmpfs)?"
+            );
+        }
+    }
+    match (&probe.data_dir, r.storage.data_growth) {
+        (Some(d), Some(g)) => println!(
+            "data directory {}: {g:+} B = {} B/message",
+            d.display(),
+            per_msg(r.growth_per_msg())
+        ),
+        (Some(d), None) => println!("data directory {}: not readable", d.display()),
+        (None, _) => println!("data directory: unknown (--data-dir or --spec)"),
+    }
+    if let Some(s) = &r.storage.syncs {
+        println!(
+            "sync calls ({}): {} = {:.1}/s over the {:.1} s of sending, {:.3}/message ({})",
+            probe.tracer.map_or("", |t| t.name()),
+            s.total(),
+            r.syncs_per_s().unwrap_or(f64::NAN),
+            r.paced.as_secs_f64(),
+            s.total() as f64 / r.delivered.max(1) as f64,
+            s.describe()
+        );
+    }
+    let traced = match probe.tracer {
+        Some(t) if probe.pid.is_some() => {
+            format!(
+                " with {} attached (--sync-tracer none for the server alone)",
+                t.name()
+            )
+        }
+        _ => String::new(),
+    };
+    println!(
+        "server CPU {:.1} µs/message{traced}; window {:.2} s (sending, deliveries, {:.1} s tail); generator {:.0}%",
+        r.server_cpu_per_msg_us().unwrap_or(f64::NAN),
+        r.window.wall.as_secs_f64(),
+        scenarios::ARCHIVE_TAIL.as_secs_f64(),
+        r.window.bench_cpu_percent()
+    );
 }
 
 fn main() -> ExitCode {

@@ -1,8 +1,10 @@
 //! What the benchmark measures about processes: the server's resident memory
 //! (`/proc/PID/status` VmRSS) and CPU time (`/proc/PID/stat` utime + stime, all threads),
 //! and the generator's own CPU time (getrusage), so a reader can tell whether the generator
-//! was the bottleneck.
+//! was the bottleneck; for the archive scenario, the server's I/O counters (`/proc/PID/io`)
+//! and the size of its data directory.
 
+use std::path::Path;
 use std::time::Duration;
 
 /// Resident set size in KiB.
@@ -65,6 +67,70 @@ pub fn thread_runtime(pid: u32) -> Option<Duration> {
             .unwrap_or(0);
     }
     Some(Duration::from_nanos(total))
+}
+
+/// The I/O counters of `/proc/PID/io` (proc(5)), summed by the kernel over all threads of the
+/// process, those that have exited included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Bytes passed to write(2), pwrite(2), writev(2) … whatever the file (a socket written
+    /// with write(2) too; send(2) and sendmsg(2) are not counted).
+    pub wchar: u64,
+    /// Bytes the process caused to be sent to the block layer: counted when it dirties a
+    /// page-cache page (a whole page, once per clean→dirty transition), not when the kernel
+    /// writes it back; the file system's own journal and metadata are not counted. 0 on tmpfs.
+    pub write_bytes: u64,
+    /// Dirty page-cache bytes that never reached the block layer (the file was truncated or
+    /// deleted first).
+    pub cancelled_write_bytes: u64,
+}
+
+impl IoCounters {
+    pub fn since(self, before: IoCounters) -> IoCounters {
+        IoCounters {
+            wchar: self.wchar.saturating_sub(before.wchar),
+            write_bytes: self.write_bytes.saturating_sub(before.write_bytes),
+            cancelled_write_bytes: self
+                .cancelled_write_bytes
+                .saturating_sub(before.cancelled_write_bytes),
+        }
+    }
+}
+
+/// Reading another process's counters needs ptrace access to it (root, or the same user).
+pub fn io(pid: u32) -> Option<IoCounters> {
+    parse_io(&std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?)
+}
+
+fn parse_io(text: &str) -> Option<IoCounters> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some(IoCounters {
+        wchar: field("wchar")?,
+        write_bytes: field("write_bytes")?,
+        cancelled_write_bytes: field("cancelled_write_bytes")?,
+    })
+}
+
+/// Apparent size (bytes) of every regular file under `dir`, like `du -sb` without the
+/// directories' own sizes; symbolic links are not followed. None if `dir` cannot be read.
+pub fn tree_bytes(dir: &Path) -> Option<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            total += tree_bytes(&entry.path()).unwrap_or(0);
+        } else if kind.is_file() {
+            // A file removed between read_dir and metadata counts as empty.
+            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    Some(total)
 }
 
 /// The process name as the kernel knows it (e.g. `beam.smp`, `lua5.4`, `xmppd`).
@@ -180,6 +246,41 @@ mod tests {
             }
         }
         assert!(x > 0);
+    }
+
+    #[test]
+    fn parses_proc_io() {
+        let text = "rchar: 6976\nwchar: 12\nsyscr: 10\nsyscw: 1\nread_bytes: 0\n\
+                    write_bytes: 8192\ncancelled_write_bytes: 4096\n";
+        let io = parse_io(text).unwrap();
+        assert_eq!(
+            io,
+            IoCounters {
+                wchar: 12,
+                write_bytes: 8192,
+                cancelled_write_bytes: 4096
+            }
+        );
+        assert_eq!(io.since(io), IoCounters::default());
+        assert!(parse_io("wchar: 12\n").is_none(), "fields missing");
+        assert!(parse_io("wchar: x\nwrite_bytes: 1\ncancelled_write_bytes: 0").is_none());
+    }
+
+    #[test]
+    fn own_writes_show_in_io_and_tree() {
+        let dir = std::env::temp_dir().join(format!("xmppd-bench-io-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        assert_eq!(tree_bytes(&dir), Some(0));
+        let before = io(std::process::id()).unwrap();
+        std::fs::write(dir.join("a"), [0u8; 100]).unwrap();
+        std::fs::write(dir.join("sub/b"), [0u8; 5000]).unwrap();
+        let grown = tree_bytes(&dir);
+        let after = io(std::process::id()).unwrap().since(before);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(grown, Some(5100));
+        assert!(after.wchar >= 5100, "{after:?}");
+        assert!(tree_bytes(&dir).is_none());
     }
 
     #[test]

@@ -128,11 +128,18 @@ fn fmt_stats(s: &Stats, decimals: usize) -> String {
 
 /// xmppd/peer on the medians, with which way is better.
 fn fmt_ratio(ours: &Stats, peer: &Stats, better: Better) -> String {
-    if peer.median == 0.0 || !peer.median.is_finite() || !ours.median.is_finite() {
+    let both_zero = ours.median == 0.0 && peer.median == 0.0;
+    if !peer.median.is_finite() || !ours.median.is_finite() || both_zero {
         return "–".into();
+    }
+    if peer.median == 0.0 {
+        // e.g. sync calls per second against a server that never syncs.
+        let worse = (better == Better::Lower) == (ours.median > 0.0);
+        return format!("∞ ({})", if worse { "worse" } else { "better" });
     }
     let r = ours.median / peer.median;
     let verdict = match better {
+        Better::Lower if r == 0.0 => " (better)".into(),
         Better::Lower if r > 0.0 && r < 1.0 => format!(" ({:.1}× better)", 1.0 / r),
         Better::Higher if r > 1.0 => format!(" ({r:.1}× better)"),
         _ if (r - 1.0).abs() < 0.05 => String::new(),
@@ -346,7 +353,7 @@ pub fn write_report(input: &ReportInput) -> String {
     }
     out.push('\n');
     for m in METRICS {
-        let _ = write!(out, "| {} | {} |", m.label, m.unit);
+        let _ = write!(out, "| {} | {} |", m.label_at(opts.archive_rate), m.unit);
         for s in servers {
             match results.stats(m.key, s) {
                 Some(st) => {
@@ -449,7 +456,30 @@ fn config_section(out: &mut String, input: &ReportInput) {
          (set up once through the protocol: each contact sends `subscribe`, the online hub \
          answers `subscribed`); all online over {tls}; the hub changes presence {r} times with \
          at most {fw} changes in flight; server CPU ÷ deliveries (the hub's own echo is not \
-         counted as a delivery).\n\n\
+         counted as a delivery).\n\
+         7. **archive writes** (issue 6), on a server started once more for it (its archive \
+         emptied before the start), {settle:?} after its first login: account {asnd} sends \
+         account {arcv} (both online, plain TCP) `<message type='chat'>` with a short body \
+         (`archived message N: hello`), {ar} per second, each at its own due time, for {asecs:?} \
+         ({amsgs} messages, each archived twice: for the sender and for the recipient); every \
+         one must be delivered. Measured from just before the first message to {atail:?} after \
+         the last delivery (so that delayed writes, such as xmppd's 100 ms group commit, \
+         count), per message: **bytes written to storage** = `write_bytes` from \
+         `/proc/PID/io`, the bytes the server caused to be sent to the block layer. The kernel \
+         counts them when a clean page-cache page is dirtied, a whole 4 KiB page each time, \
+         and charges them to the process then, although the write-back comes later (for a \
+         server that never syncs, such as Prosody, up to ~30 s later, after the window): a few \
+         bytes written and synced cost a page, appends to a page still dirty count once. The \
+         file system's own journal and metadata writes are not included (the device writes \
+         somewhat more). The work directory is on {fs}. **Data directory growth** = apparent \
+         size of the files in the server's state directory (xmppd `data/`, Prosody `data/`, \
+         ejabberd `spool/`: mnesia and the SQLite archive). **Sync calls per second** = calls \
+         to fsync, fdatasync, sync_file_range, msync, syncfs and sync by any of the server's \
+         threads, counted {tracer}, ÷ the {asecs:?} of sending, in a second run of the same \
+         scenario right after the first (a tracer adds to the server's CPU time, so the bytes \
+         and the CPU come from the first, untraced run). **Server CPU** ÷ messages: each \
+         paced message wakes the server on its own, so this is more than the throughput \
+         scenarios' CPU per message, where messages arrive back to back.\n\n\
          Server CPU = utime + stime of all its threads from `/proc/PID/stat` (10 ms ticks), \
          refined to nanoseconds with the threads' `/proc/PID/task/*/schedstat` when both agree \
          within the tick resolution; memory = VmRSS from `/proc/PID/status`; generator CPU from \
@@ -471,6 +501,26 @@ fn config_section(out: &mut String, input: &ReportInput) {
         ct = o.contacts,
         r = o.changes,
         fw = o.fanout_window,
+        asnd = crate::scenarios::ARCHIVE_SENDER,
+        arcv = crate::scenarios::ARCHIVE_RECEIVER,
+        ar = o.archive_rate,
+        asecs = o.archive_secs,
+        amsgs = u64::from(o.archive_rate) * o.archive_secs.as_secs(),
+        atail = crate::scenarios::ARCHIVE_TAIL,
+        fs = input
+            .info
+            .work_fs
+            .as_deref()
+            .unwrap_or("an unknown file system"),
+        tracer = match o.sync_tracer {
+            Some(crate::storage::Tracer::Perf) =>
+                "by `perf stat -e syscalls:sys_enter_…` attached to the server's PID (counted \
+                 in the kernel: every thread, those started later included, no stop per call)",
+            Some(crate::storage::Tracer::Strace) =>
+                "by `strace -f -c` attached to every thread of the server (it stops each thread \
+                 at every system call)",
+            None => "by nothing in this run (--sync-tracer none: no second run)",
+        },
     );
 }
 
@@ -564,7 +614,14 @@ mod tests {
             fmt_ratio(&st(20.0), &st(10.0), Better::Lower),
             "2.00 (worse)"
         );
-        assert_eq!(fmt_ratio(&st(1.0), &st(0.0), Better::Lower), "–");
+        assert_eq!(fmt_ratio(&st(1.0), &st(0.0), Better::Lower), "∞ (worse)");
+        assert_eq!(fmt_ratio(&st(1.0), &st(0.0), Better::Higher), "∞ (better)");
+        assert_eq!(fmt_ratio(&st(0.0), &st(0.0), Better::Lower), "–");
+        assert_eq!(
+            fmt_ratio(&st(0.0), &st(4.0), Better::Lower),
+            "0.000 (better)"
+        );
+        assert_eq!(fmt_ratio(&st(3.0), &st(3.0), Better::Lower), "1.00");
     }
 
     #[test]

@@ -178,6 +178,34 @@ pub const METRICS: &[Metric] = &[
         0,
     ),
     m(
+        "archive_write_bytes",
+        "bytes written to storage per archived message, {rate} msg/s (/proc/PID/io write_bytes)",
+        "B",
+        Lower,
+        0,
+    ),
+    m(
+        "archive_growth_bytes",
+        "data directory growth per archived message, {rate} msg/s",
+        "B",
+        Lower,
+        0,
+    ),
+    m(
+        "archive_syncs_per_s",
+        "fsync, fdatasync and other sync calls per second, {rate} msg/s",
+        "1/s",
+        Lower,
+        1,
+    ),
+    m(
+        "archive_cpu_us",
+        "server CPU per archived message, {rate} msg/s paced, plain",
+        "µs",
+        Lower,
+        1,
+    ),
+    m(
         "bench_cpu_tput_plain",
         "generator CPU during throughput, plain",
         "% of a core",
@@ -209,6 +237,13 @@ pub const METRICS: &[Metric] = &[
 
 pub fn metric(key: &str) -> Option<&'static Metric> {
     METRICS.iter().find(|m| m.key == key)
+}
+
+impl Metric {
+    /// The label with the archive scenario's rate filled in.
+    pub fn label_at(&self, archive_rate: u32) -> String {
+        self.label.replace("{rate}", &archive_rate.to_string())
+    }
 }
 
 /// metric key → server → samples (in the order taken).
@@ -296,5 +331,7 @@ mod tests {
         r.add("idle_rss_mib", "a", Some(1.0));
         assert_eq!(r.get("idle_rss_mib", "a"), Some(&[1.0][..]));
         assert!(metric("idle_rss_mib").is_some() && metric("nope").is_none());
+        let label = metric("archive_syncs_per_s").unwrap().label_at(50);
+        assert!(label.ends_with(", 50 msg/s"), "{label}");
     }
 }

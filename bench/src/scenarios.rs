@@ -2,10 +2,12 @@
 //! known) and returns what it measured; none of them knows which server it talks to.
 //!
 //! Accounts: index 0 is the fan-out hub; 1..=N are the idle sessions, the throughput pairs
-//! (senders 1..=P, receivers P+1..=2P), the login-storm workers and the hub's contacts.
+//! (senders 1..=P, receivers P+1..=2P), the login-storm workers and the hub's contacts; the
+//! archive scenario's pair is 1 → 2.
 
 use crate::client::{BenchError, Conn, Target, Transport, timeout};
 use crate::procfs::{self, Window, WindowResult};
+use crate::storage::{StorageProbe, StorageResult};
 use crate::xml::{self, Event};
 use smol::lock::Semaphore;
 use std::sync::Arc;
@@ -712,6 +714,182 @@ pub async fn first_login(
         sleep(Duration::from_millis(2)).await;
     }
     Err(last.unwrap_or(BenchError::Timeout("first login")))
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. Archive writes
+
+/// The archive scenario's sender and receiver (the first throughput pair's accounts when
+/// there is one pair).
+pub const ARCHIVE_SENDER: usize = 1;
+pub const ARCHIVE_RECEIVER: usize = 2;
+/// After the last delivery: time for the servers' delayed archive writes (xmppd's group
+/// commit waits up to 100 ms) to land inside the measured window.
+pub const ARCHIVE_TAIL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct ArchiveResult {
+    pub rate: u32,
+    /// The sending time (messages ÷ rate).
+    pub paced: Duration,
+    pub sent: u64,
+    pub delivered: u64,
+    /// Bounced (message of type error) or never delivered.
+    pub errors: u64,
+    /// From the first message to [`ARCHIVE_TAIL`] after the last delivery.
+    pub window: WindowResult,
+    pub storage: StorageResult,
+}
+
+impl ArchiveResult {
+    fn per_message(&self, v: f64) -> f64 {
+        v / self.delivered.max(1) as f64
+    }
+
+    /// write_bytes ÷ delivered messages.
+    pub fn write_bytes_per_msg(&self) -> Option<f64> {
+        Some(self.per_message(self.storage.io?.write_bytes as f64))
+    }
+
+    /// Data-directory growth ÷ delivered messages.
+    pub fn growth_per_msg(&self) -> Option<f64> {
+        Some(self.per_message(self.storage.data_growth? as f64))
+    }
+
+    /// Sync calls in the window ÷ the sending time.
+    pub fn syncs_per_s(&self) -> Option<f64> {
+        Some(self.storage.syncs.as_ref()?.total() as f64 / self.paced.as_secs_f64().max(1e-9))
+    }
+
+    pub fn server_cpu_per_msg_us(&self) -> Option<f64> {
+        Some(self.per_message(self.window.server_cpu?.as_secs_f64() * 1e6))
+    }
+}
+
+/// One sender → receiver pair ([`ARCHIVE_SENDER`] → [`ARCHIVE_RECEIVER`]), `rate` chat
+/// messages per second with a short body for `duration`, each due at its own time (no
+/// catching up in bursts); every message must be delivered. `probe` watches the server's
+/// storage from just before the first message to [`ARCHIVE_TAIL`] after the last delivery.
+pub async fn archive(
+    target: &Target,
+    probe: &StorageProbe,
+    transport: Transport,
+    rate: u32,
+    duration: Duration,
+) -> Result<ArchiveResult, BenchError> {
+    let rate = rate.max(1);
+    let total = (u64::from(rate) as f64 * duration.as_secs_f64()).round() as u64;
+    let paced = Duration::from_secs_f64(total as f64 / f64::from(rate));
+    let sender = login_online(target, transport, ARCHIVE_SENDER, "tx").await?;
+    let receiver = match login_online(target, transport, ARCHIVE_RECEIVER, "rx").await {
+        Ok(r) => r,
+        Err(e) => {
+            sender.close().await;
+            return Err(e);
+        }
+    };
+    let delivered = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let (mut rx_reader, mut rx_writer) = receiver.split();
+    let seen = delivered.clone();
+    let rx_task = executor().spawn(async move {
+        while let Ok(Event::Element(r)) = rx_reader.next_event().await {
+            let el = rx_reader.framer.bytes(r);
+            if xml::local_name(el) == b"message"
+                && xml::child_text(el, b"body")
+                    .is_some_and(|b| b.starts_with(ARCHIVE_BODY.as_bytes()))
+            {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let (mut tx_reader, mut tx_writer) = sender.split();
+    let bounced = errors.clone();
+    let tx_drain = executor().spawn(async move {
+        while let Ok(Event::Element(r)) = tx_reader.next_event().await {
+            let el = tx_reader.framer.bytes(r);
+            if xml::local_name(el) == b"message" && xml::attr(el, b"type") == Some(b"error") {
+                bounced.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let to = receiver_jid(target, ARCHIVE_RECEIVER);
+    let outcome = archive_window(
+        probe,
+        &mut tx_writer,
+        &to,
+        rate,
+        total,
+        (&delivered, &errors),
+    )
+    .await;
+    for w in [&mut tx_writer, &mut rx_writer] {
+        let _ = w.send(b"</stream:stream>").await;
+    }
+    let _ = timeout(Duration::from_secs(3), "archive pair close", async {
+        tx_drain.await;
+        rx_task.await;
+        Ok(())
+    })
+    .await;
+    tx_writer.close().await;
+    rx_writer.close().await;
+    let (window, storage) = outcome?;
+    let delivered = delivered.load(Ordering::Relaxed);
+    Ok(ArchiveResult {
+        rate,
+        paced,
+        sent: total,
+        delivered,
+        errors: errors.load(Ordering::Relaxed) + total.saturating_sub(delivered),
+        window,
+        storage,
+    })
+}
+
+/// Every archived message's body starts with this (a short body: the archive entry's size
+/// is mostly the servers' own per-entry data).
+const ARCHIVE_BODY: &str = "archived message ";
+
+/// The measured part: probe on, paced sends, wait for every delivery, tail, probe off.
+async fn archive_window<W: smol::io::AsyncWrite + Unpin>(
+    probe: &StorageProbe,
+    writer: &mut crate::client::Writer<W>,
+    to: &str,
+    rate: u32,
+    total: u64,
+    (delivered, errors): (&AtomicU64, &AtomicU64),
+) -> Result<(WindowResult, StorageResult), BenchError> {
+    let storage = probe.start().await.map_err(BenchError::Protocol)?;
+    let measured = Window::start(probe.pid);
+    let start = Instant::now();
+    let mut sent = Ok(());
+    let mut buf = String::with_capacity(160);
+    for n in 0..total {
+        smol::Timer::at(start + Duration::from_secs_f64(n as f64 / f64::from(rate))).await;
+        use std::fmt::Write;
+        buf.clear();
+        let _ = write!(
+            buf,
+            "<message to='{to}' type='chat' id='a{n}'><body>{ARCHIVE_BODY}{n}: hello</body></message>"
+        );
+        sent = writer.send(buf.as_bytes()).await;
+        if sent.is_err() {
+            break;
+        }
+    }
+    let _ = timeout(Duration::from_secs(10), "archive deliveries", async {
+        while delivered.load(Ordering::Relaxed) + errors.load(Ordering::Relaxed) < total {
+            sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    })
+    .await;
+    sleep(ARCHIVE_TAIL).await;
+    let window = measured.finish(probe.pid);
+    let storage = storage.finish().await.map_err(BenchError::Protocol)?;
+    sent?;
+    Ok((window, storage))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::client::{BenchError, Mechanism, Target, Transport};
 use crate::procfs;
 use crate::results::Results;
 use crate::scenarios;
+use crate::storage::{StorageProbe, Tracer};
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub struct ServerSpec {
     /// Run to completion before each start, untimed: empties the message archive so that
     /// every repetition starts from the same state (optional in server.env).
     pub reset: Option<PathBuf>,
+    /// The server's state directory, whose growth the archive scenario measures (optional).
+    pub data: Option<PathBuf>,
 }
 
 impl ServerSpec {
@@ -58,6 +61,7 @@ impl ServerSpec {
             users: num("users")?,
             run: PathBuf::from(get("run")?),
             reset: kv.get("reset").map(PathBuf::from),
+            data: kv.get("data").map(PathBuf::from),
         })
     }
 
@@ -153,6 +157,9 @@ pub struct SuiteOptions {
     pub contacts: usize,
     pub changes: usize,
     pub fanout_window: usize,
+    pub archive_rate: u32,
+    pub archive_secs: Duration,
+    pub sync_tracer: Option<Tracer>,
     pub settle: Duration,
     pub mechanism: Mechanism,
     pub tls: Transport,
@@ -192,6 +199,8 @@ pub struct RunInfo {
     pub wall: Duration,
     /// 1-minute load average before each server's turn.
     pub load_samples: Vec<f64>,
+    /// File system of the work directory (write_bytes is 0 on tmpfs), as `df` names it.
+    pub work_fs: Option<String>,
 }
 
 fn check_sizes(opts: &SuiteOptions, spec: &ServerSpec) -> Result<(), String> {
@@ -224,6 +233,7 @@ pub fn run_suite(
     for spec in &specs {
         check_sizes(opts, spec)?;
     }
+    info.work_fs = file_system(&opts.work);
     // Provisioning: the fan-out hub's subscriptions, once per server (they persist).
     for spec in &specs {
         progress.say(&format!(
@@ -266,11 +276,28 @@ pub fn run_suite(
                 progress.say(&format!("{tag} · FAILED: {e}"));
                 results.failures.push(format!("{tag}: {e}"));
             }
+            if let Err(e) = run_archive(opts, spec, &tag, &progress, results) {
+                progress.say(&format!("{tag} · archive FAILED: {e}"));
+                results.failures.push(format!("{tag}: archive: {e}"));
+            }
         }
     }
     info.wall = progress.elapsed();
     progress.say("done");
     Ok(())
+}
+
+/// "ext4 (/dev/vda)": the type and source of the file system holding `path`.
+fn file_system(path: &Path) -> Option<String> {
+    let out = Command::new("df")
+        .args(["--output=fstype,source"])
+        .arg(path)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.lines().nth(1)?.split_whitespace();
+    let (fstype, source) = (fields.next()?, fields.next()?);
+    Some(format!("{fstype} ({source})"))
 }
 
 fn one_minute_load() -> Option<f64> {
@@ -520,6 +547,84 @@ fn run_loaded(
         f.deliveries_per_s(),
         f.server_cpu_per_delivery_us().unwrap_or(f64::NAN),
         f.window.bench_cpu_percent()
+    ));
+    Ok(())
+}
+
+/// The archive scenario on a server of its own (started after its archive was emptied, so
+/// every repetition writes into the same empty archive), untimed start, `settle` for its
+/// start-up writes to pass. Twice: untraced for the bytes and the CPU, then with the sync
+/// tracer attached for the sync calls (a tracer adds to the server's CPU: perf 10–20% here,
+/// strace more).
+fn run_archive(
+    opts: &SuiteOptions,
+    spec: &ServerSpec,
+    tag: &str,
+    progress: &Progress,
+    results: &mut Results,
+) -> Result<(), String> {
+    let target = spec.target(opts.mechanism).map_err(|e| e.to_string())?;
+    let name = spec.name.as_str();
+    progress.say(&format!(
+        "{tag} · start + archive ({} msg/s for {:?}, plain; then again counting sync calls with {})",
+        opts.archive_rate,
+        opts.archive_secs,
+        opts.sync_tracer.map_or("nothing", |t| t.name())
+    ));
+    let running = Running::start(spec)?;
+    let untraced = StorageProbe {
+        pid: Some(running.pid),
+        data_dir: spec.data.clone(),
+        tracer: None,
+    };
+    let traced = StorageProbe {
+        tracer: opts.sync_tracer,
+        ..untraced.clone()
+    };
+    let outcome = block(async {
+        scenarios::first_login(&target, opts.tls, running.started, Duration::from_secs(90)).await?;
+        smol::Timer::after(opts.settle).await;
+        let (rate, secs) = (opts.archive_rate, opts.archive_secs);
+        let bytes = scenarios::archive(&target, &untraced, Transport::Plain, rate, secs).await?;
+        let syncs = match traced.tracer {
+            Some(_) => {
+                Some(scenarios::archive(&target, &traced, Transport::Plain, rate, secs).await?)
+            }
+            None => None,
+        };
+        Ok::<_, BenchError>((bytes, syncs))
+    });
+    running.stop();
+    let (a, s) = outcome.map_err(|e| e.to_string())?;
+    for r in std::iter::once(&a).chain(&s) {
+        if r.errors > 0 {
+            results.failures.push(format!(
+                "{tag}: archive: {} of {} messages bounced or not delivered",
+                r.errors, r.sent
+            ));
+        }
+    }
+    results.add("archive_write_bytes", name, a.write_bytes_per_msg());
+    results.add("archive_growth_bytes", name, a.growth_per_msg());
+    results.add("archive_cpu_us", name, a.server_cpu_per_msg_us());
+    results.add(
+        "archive_syncs_per_s",
+        name,
+        s.as_ref().and_then(|s| s.syncs_per_s()),
+    );
+    progress.say(&format!(
+        "{tag} ·   {}/{} delivered, {:.0} B written/msg, data dir {:+.0} B/msg, {:.1} µs server CPU/msg; {:.1} sync calls/s ({})",
+        a.delivered,
+        a.sent,
+        a.write_bytes_per_msg().unwrap_or(f64::NAN),
+        a.growth_per_msg().unwrap_or(f64::NAN),
+        a.server_cpu_per_msg_us().unwrap_or(f64::NAN),
+        s.as_ref()
+            .and_then(|s| s.syncs_per_s())
+            .unwrap_or(f64::NAN),
+        s.as_ref()
+            .and_then(|s| s.storage.syncs.as_ref())
+            .map_or("not counted".into(), |c| c.describe()),
     ));
     Ok(())
 }
