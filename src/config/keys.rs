@@ -235,6 +235,17 @@ pub const KEYS: &[KeyDoc] = &[
         setter: Setter::Fn(set_scram_iterations),
     },
     KeyDoc {
+        section: "",
+        key: "threads",
+        kind: Kind::Integer {
+            min: 1,
+            max: crate::limits::MAX_THREADS as u64,
+        },
+        default: DefaultValue::Int(crate::limits::DEFAULT_THREADS as u64),
+        doc: "Threads serving connections; one suits a household, more help only a login storm on a multi-core board.",
+        setter: Setter::Fn(set_threads),
+    },
+    KeyDoc {
         section: "tls",
         key: "certificate",
         kind: Kind::Path,
@@ -582,6 +593,11 @@ fn set_scram_iterations(config: &mut Config, value: &Value, _: &Context) -> Resu
         MIN_SCRAM_ITERATIONS,
         MAX_SCRAM_ITERATIONS,
     ))?;
+    Ok(())
+}
+
+fn set_threads(config: &mut Config, value: &Value, _: &Context) -> Result<(), Vec<Fault>> {
+    config.threads = one(integer_u32(value, 1, crate::limits::MAX_THREADS))?;
     Ok(())
 }
 

@@ -78,6 +78,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log_level: log::LevelFilter,
     pub scram_iterations: u32,
+    pub threads: u32,
     pub tls: TlsConfig,
     pub c2s: C2sConfig,
     pub storage: StorageConfig,
@@ -115,6 +116,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./xmppd-data"),
             log_level: log::LevelFilter::Info,
             scram_iterations: crate::limits::DEFAULT_SCRAM_ITERATIONS,
+            threads: crate::limits::DEFAULT_THREADS,
             tls: TlsConfig {
                 certificate: None,
                 key: None,

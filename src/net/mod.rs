@@ -388,10 +388,7 @@ pub fn serve(cfg: Config) -> Result<(), ServeError> {
     });
     let tls = Arc::new(tls);
     let ex = Arc::new(smol::Executor::new());
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4);
+    let threads = cfg.threads as usize;
     let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
     let mut workers = Vec::new();
     for i in 1..threads {
