@@ -125,6 +125,10 @@ struct RunArgs {
     /// idle, throughput, latency, storm, fanout, setup-fanout, archive or login
     #[argh(option)]
     scenario: String,
+    /// throughput/latency: let the server archive the messages (by default each carries
+    /// XEP-0334 no-permanent-store, so the run measures routing alone)
+    #[argh(switch)]
+    archived: bool,
     /// read host, ports, domain, users and password from WORK/NAME/server.env
     #[argh(option)]
     spec: Option<PathBuf>,
@@ -366,11 +370,14 @@ fn run_main(a: RunArgs) -> Result<(), String> {
             let r = suite::block(scenarios::throughput(
                 &target,
                 pid,
-                transport,
-                pairs,
-                window,
-                Duration::from_millis(500),
-                secs,
+                scenarios::Load {
+                    transport,
+                    pairs,
+                    window,
+                    warmup: Duration::from_millis(500),
+                    duration: secs,
+                    archived: a.archived,
+                },
             ))
             .map_err(e)?;
             println!(

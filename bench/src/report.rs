@@ -446,8 +446,13 @@ fn config_section(out: &mut String, input: &ReportInput) {
          3. **throughput**: {p} sender→receiver pairs, at most {w} messages in flight per pair, \
          `<message type='chat'>` to the receiver's full JID with the send time in the body; \
          {wu:?} warm-up, then {d:?} measured: delivered/s, one-way latency p50/p99 (same clock at \
-         both ends), server CPU ÷ delivered. Once plain, once {tls}.\n\
-         4. **unloaded latency**: the same with 1 pair and window 1 for {ls:?} ({tls}).\n\
+         both ends), server CPU ÷ delivered. Each message carries XEP-0334 \
+         `<no-permanent-store/>`, which all three servers honour by not archiving it (checked: \
+         their data directories do not grow), so these runs measure routing; once plain, once \
+         {tls}. Then once more over plain TCP without the hint (**archived**): every message is \
+         also archived for both parties, as a chat app's messages are.\n\
+         4. **unloaded latency**: the same with 1 pair and window 1 for {ls:?} ({tls}, with the \
+         hint).\n\
          5. **login storm**: {k} workers looping connect + {tls} + {mech} + bind + \
          `</stream:stream>` (waiting for the server's close) for {ss:?}; server CPU ÷ logins. \
          The generator caches each account's SCRAM keys (RFC 5802 allows it), so it does not \
@@ -537,8 +542,8 @@ fn modules_on(out: &mut String) {
          XEP-0048 view), blocking (XEP-0191), STARTTLS, direct TLS, SASL. Off on all three: \
          in-band registration, s2s, HTTP, rate limits. The generator's clients enable neither \
          stream management, carbons nor CSI and never query the archive: on the measured paths \
-         the features cost the archive writes (every message of the throughput and latency \
-         scenarios), the avatar hash added to every available presence (fan-out, logins), \
+         the features cost the archive writes (the archived throughput run and the archive \
+         scenario), the avatar hash added to every available presence (fan-out, logins), \
          per-login work (PEP, caps, stored vCard and bookmarks) and memory per session.\n\n\
          - **xmppd**: everything it implements (README.md, \"Protocols\"), built in and on by \
          default; XEP-0077 registration off (its default). Config (`bench/peers.sh`): \
@@ -564,12 +569,13 @@ fn modules_on(out: &mut String) {
          port. The Erlang VM's schedulers spin briefly before sleeping (its defaults, left as \
          packaged); that spinning counts in ejabberd's CPU time.\n\n\
          **All three archive every chat message with a body, for the sender and for the \
-         recipient**, without any client having asked (XEP-0313 default \"always\"), so every \
-         routed message is also a storage write, which weighs on the CPU per message:\n\n\
+         recipient**, without any client having asked (XEP-0313 default \"always\"), unless the \
+         message carries a XEP-0334 no-store or no-permanent-store hint; an archived message \
+         is also a storage write, which weighs on the CPU per message:\n\n\
          - **xmppd**: its own append-only segment files; a group commit writes what arrived \
          within 100 ms (`storage.flush_delay_ms`) with one write and one fdatasync; at most \
          10000 messages per account and 64 MiB in all (retention drops whole segment files; \
-         the throughput scenarios go far past 10000 messages per account).\n\
+         the archived throughput run goes far past 10000 messages per account).\n\
          - **Prosody**: its internal file storage: each message appended to a per-account file \
          as a Lua-serialised record (open, append, close, no fsync); at most 10000 per account \
          (`storage_archive_item_limit`; not reached within one start in our runs).\n\

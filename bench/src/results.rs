@@ -136,6 +136,34 @@ pub const METRICS: &[Metric] = &[
         2,
     ),
     m(
+        "tput_arch_cpu_us",
+        "server CPU per delivered message, plain, archived",
+        "µs",
+        Lower,
+        2,
+    ),
+    m(
+        "tput_arch_rate",
+        "delivered messages/s, plain, archived",
+        "1/s",
+        Higher,
+        0,
+    ),
+    m(
+        "tput_arch_p50_ms",
+        "latency under load p50, plain, archived",
+        "ms",
+        Lower,
+        2,
+    ),
+    m(
+        "tput_arch_p99_ms",
+        "latency under load p99, plain, archived",
+        "ms",
+        Lower,
+        2,
+    ),
+    m(
         "lat_p50_us",
         "unloaded latency p50 (1 pair, window 1, STARTTLS)",
         "µs",
@@ -215,6 +243,13 @@ pub const METRICS: &[Metric] = &[
     m(
         "bench_cpu_tput_tls",
         "generator CPU during throughput, STARTTLS",
+        "% of a core",
+        Lower,
+        0,
+    ),
+    m(
+        "bench_cpu_tput_arch",
+        "generator CPU during throughput, plain, archived",
         "% of a core",
         Lower,
         0,

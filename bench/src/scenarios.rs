@@ -165,18 +165,43 @@ struct Flow {
     stop: AtomicBool,
 }
 
+/// The shape of a throughput run.
+#[derive(Clone, Copy)]
+pub struct Load {
+    pub transport: Transport,
+    /// sender→receiver pairs
+    pub pairs: usize,
+    /// messages in flight per pair
+    pub window: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// false: each message carries XEP-0334 `<no-permanent-store/>`, which all three servers
+    /// honour by not archiving it, so the run measures routing alone; true: no hint, every
+    /// message is archived for both parties as a chat client's would be.
+    pub archived: bool,
+}
+
 /// `pairs` sender→receiver pairs, each with at most `window` messages in flight, for
 /// `warmup` + `duration`; only the `duration` part is measured. The body carries the send
 /// time, so the receiver measures one-way latency through the server.
 pub async fn throughput(
     target: &Target,
     pid: Option<u32>,
-    transport: Transport,
-    pairs: usize,
-    window: usize,
-    warmup: Duration,
-    duration: Duration,
+    load: Load,
 ) -> Result<ThroughputResult, BenchError> {
+    let Load {
+        transport,
+        pairs,
+        window,
+        warmup,
+        duration,
+        archived,
+    } = load;
+    let hint = if archived {
+        ""
+    } else {
+        "<no-permanent-store xmlns='urn:xmpp:hints'/>"
+    };
     let mut senders = login_many(target, transport, 1..=pairs, "tx").await?;
     let receivers = match login_many(target, transport, pairs + 1..=2 * pairs, "rx").await {
         Ok(r) => r,
@@ -250,7 +275,7 @@ pub async fn throughput(
                 n += 1;
                 let _ = write!(
                     buf,
-                    "<message to='{to}' type='chat' id='m{n}'><body>{}</body></message>",
+                    "<message to='{to}' type='chat' id='m{n}'><body>{}</body>{hint}</message>",
                     now_ns()
                 );
                 if writer.send(buf.as_bytes()).await.is_err() {

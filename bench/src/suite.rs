@@ -416,9 +416,10 @@ fn run_loaded(
         idle.logins_per_s
     ));
 
-    for (transport, label, keys) in [
+    for (transport, archived, label, keys) in [
         (
             Transport::Plain,
+            false,
             "plain",
             [
                 "tput_plain_cpu_us",
@@ -430,6 +431,7 @@ fn run_loaded(
         ),
         (
             opts.tls,
+            false,
             opts.tls.name(),
             [
                 "tput_tls_cpu_us",
@@ -437,6 +439,18 @@ fn run_loaded(
                 "tput_tls_p50_ms",
                 "tput_tls_p99_ms",
                 "bench_cpu_tput_tls",
+            ],
+        ),
+        (
+            Transport::Plain,
+            true,
+            "plain, archived",
+            [
+                "tput_arch_cpu_us",
+                "tput_arch_rate",
+                "tput_arch_p50_ms",
+                "tput_arch_p99_ms",
+                "bench_cpu_tput_arch",
             ],
         ),
     ] {
@@ -447,11 +461,14 @@ fn run_loaded(
         let t = block(scenarios::throughput(
             target,
             pid,
-            transport,
-            opts.pairs,
-            opts.window,
-            opts.warmup,
-            opts.duration,
+            scenarios::Load {
+                transport,
+                pairs: opts.pairs,
+                window: opts.window,
+                warmup: opts.warmup,
+                duration: opts.duration,
+                archived,
+            },
         ))
         .map_err(|e| format!("throughput {label}: {e}"))?;
         if t.errors > 0 {
@@ -482,11 +499,14 @@ fn run_loaded(
     let l = block(scenarios::throughput(
         target,
         pid,
-        opts.tls,
-        1,
-        1,
-        Duration::from_millis(300),
-        opts.latency_secs,
+        scenarios::Load {
+            transport: opts.tls,
+            pairs: 1,
+            window: 1,
+            warmup: Duration::from_millis(300),
+            duration: opts.latency_secs,
+            archived: false,
+        },
     ))
     .map_err(|e| format!("latency: {e}"))?;
     results.add("lat_p50_us", name, Some(l.p50_us));
