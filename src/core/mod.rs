@@ -174,8 +174,10 @@ impl std::fmt::Display for AdminError {
 
 pub struct Core {
     pub(crate) cfg: CoreConfig,
-    pub(crate) conns: SlotTable<Conn, CAP_CONNECTIONS>,
-    pub(crate) online: OnlineTable,
+    // Boxed: the two fixed-capacity tables are ~128 KiB together; held inline they made
+    // every move of the core a stack copy of that size, and the start-up stack stays resident.
+    pub(crate) conns: Box<SlotTable<Conn, CAP_CONNECTIONS>>,
+    pub(crate) online: Box<OnlineTable>,
     pub(crate) db: Db,
     pub(crate) accounts: BTreeMap<String, AccountId>,
     next_account: u32,
@@ -239,8 +241,8 @@ impl Core {
             next_account += 1;
         }
         Core {
-            conns: SlotTable::new(cfg.limits.max_connections),
-            online: OnlineTable::new(cfg.limits.max_resources_per_account),
+            conns: Box::new(SlotTable::new(cfg.limits.max_connections)),
+            online: Box::new(OnlineTable::new(cfg.limits.max_resources_per_account)),
             cfg,
             db,
             accounts,
