@@ -142,7 +142,6 @@ pub async fn run(
     } else {
         (Transport::Plain(stream), None)
     };
-    let (wake_tx, wake_rx) = smol::channel::bounded::<()>(1);
     let mut scratch = Vec::new();
     let opened = {
         let mut st = shared.lock();
@@ -150,7 +149,7 @@ pub async fn run(
         let r = st.core.open(peer.ip(), direct.then_some(cb), now);
         match r {
             Ok(id) => {
-                Shared::set_waker(&mut st, id, Some(wake_tx));
+                Shared::set_waker(&mut st, id, true);
                 shared.dispatch(&mut st, &mut scratch);
                 Ok(id)
             }
@@ -175,13 +174,13 @@ pub async fn run(
         "[{id}] connection from {peer}{}",
         if direct { " (direct TLS)" } else { "" }
     );
-    let reason = drive(&shared, &tls, &mut transport, id, &wake_rx, &mut scratch).await;
+    let reason = drive(&shared, &tls, &mut transport, id, &mut scratch).await;
     log::info!("[{id}] closed ({reason})");
     transport.close().await;
     let mut st = shared.lock();
     let now = shared.now();
     st.core.handle_closed(id, now);
-    Shared::set_waker(&mut st, id, None);
+    Shared::set_waker(&mut st, id, false);
     shared.dispatch(&mut st, &mut scratch);
 }
 
@@ -196,7 +195,6 @@ async fn drive(
     tls: &TlsSetup,
     transport: &mut Transport,
     id: ConnId,
-    wake: &smol::channel::Receiver<()>,
     scratch: &mut Vec<ConnId>,
 ) -> &'static str {
     let (rate, burst) = shared.inbound_rate;
@@ -208,7 +206,7 @@ async fn drive(
         // between reads, or its own answers pile up past the outbound limit.
         let ev = smol::future::or(
             async {
-                let _ = wake.recv().await;
+                std::future::poll_fn(|cx| shared.poll_wake(id, cx)).await;
                 Event::Wake
             },
             async {
