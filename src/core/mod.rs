@@ -15,7 +15,7 @@ mod throttle;
 mod undo;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 pub use outbox::{Action, Bounds, Hold, Outbox};
 pub use throttle::AuthThrottle;

@@ -7,7 +7,7 @@
 //! `AUTH_MAX_DELAY_MS` per connection, while a user who mistypes twice notices nothing.
 //! The table is small and evicts its oldest entry, so a flood of addresses cannot grow it.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use crate::limits::{
     AUTH_FAILURE_WINDOW_SECS, AUTH_FREE_FAILURES, AUTH_MAX_DELAY_MS, CAP_THROTTLE_ENTRIES,
@@ -133,7 +133,7 @@ impl AuthThrottle {
 mod tests {
     use super::*;
 
-    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 9));
+    const IP: IpAddr = IpAddr::V4(core::net::Ipv4Addr::new(192, 168, 1, 9));
 
     #[test]
     fn free_failures_then_doubling_delay_up_to_the_ceiling() {
@@ -160,9 +160,9 @@ mod tests {
     #[test]
     fn account_throttle_applies_from_any_address_and_expires() {
         let mut t = AuthThrottle::default();
-        let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+        let other = IpAddr::V4(core::net::Ipv4Addr::new(10, 0, 0, 1));
         for i in 0..AUTH_FREE_FAILURES + 1 {
-            let ip = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, i as u8));
+            let ip = IpAddr::V4(core::net::Ipv4Addr::new(10, 0, 1, i as u8));
             t.failed(ip, Some("bob"), Millis(0));
         }
         assert_eq!(t.delay_ms(other, Some("bob"), Millis(0)), 2000);
@@ -180,7 +180,7 @@ mod tests {
     fn table_is_bounded() {
         let mut t = AuthThrottle::default();
         for i in 0..(CAP_THROTTLE_ENTRIES as u32 * 3) {
-            let ip = IpAddr::V4(std::net::Ipv4Addr::from(i));
+            let ip = IpAddr::V4(core::net::Ipv4Addr::from(i));
             t.failed(ip, None, Millis(u64::from(i)));
         }
         assert_eq!(t.len(), CAP_THROTTLE_ENTRIES);

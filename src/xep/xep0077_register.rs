@@ -11,7 +11,7 @@
 //!
 //! Invitations are made with `xmppd invite` ([`Core::admin_invite_add`]) and stored.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use super::hooks::Hooks;
 use super::state::write_error_with_app;
