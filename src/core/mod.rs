@@ -14,8 +14,8 @@ pub(crate) mod scratch;
 mod throttle;
 mod undo;
 
-use std::collections::{BTreeMap, VecDeque};
 use core::net::IpAddr;
+use std::collections::{BTreeMap, VecDeque};
 
 pub use outbox::{Action, Bounds, Hold, Outbox};
 pub use throttle::AuthThrottle;
@@ -800,6 +800,27 @@ impl Core {
         });
         self.hold = Some(seq);
         seq
+    }
+
+    /// A new entry for `account`'s archive: the next archive id (also its stanza-id) and
+    /// the wall-clock time of the input being handled.
+    pub(crate) fn new_archived_message(
+        &mut self,
+        account: &str,
+        with: &str,
+        flags: u8,
+        stanza: String,
+    ) -> crate::archive::ArchivedMessage {
+        let id = self.next_archive_id;
+        self.next_archive_id += 1;
+        crate::archive::ArchivedMessage {
+            id,
+            account: account.to_string(),
+            ts_ms: self.wall_ms,
+            with: with.to_string(),
+            flags,
+            stanza,
+        }
     }
 
     /// Queues an archive write in the same numbering as records. `queued_offline` names

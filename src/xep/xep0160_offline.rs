@@ -137,16 +137,13 @@ impl Core {
             log::info!("offline storage of {account} is full; message refused");
             return Err(());
         }
-        let id = self.next_archive_id;
-        self.next_archive_id += 1;
-        let msg = ArchivedMessage {
-            id,
-            account: account.to_string(),
-            ts_ms: self.wall_ms,
-            with: with.to_string(),
-            flags: flags::OFFLINE | if archived { flags::ARCHIVED } else { 0 },
+        let msg = self.new_archived_message(
+            account,
+            with,
+            flags::OFFLINE | if archived { flags::ARCHIVED } else { 0 },
             stanza,
-        };
+        );
+        let id = msg.id;
         self.offline
             .entry(account.to_string())
             .or_default()

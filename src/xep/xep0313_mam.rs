@@ -315,17 +315,14 @@ impl Core {
         outgoing: bool,
         stanza: &str,
     ) -> u64 {
-        use crate::archive::{ArchiveRecord, ArchivedMessage, flags};
-        let id = self.next_archive_id;
-        self.next_archive_id += 1;
-        let msg = ArchivedMessage {
-            id,
-            account: account.to_string(),
-            ts_ms: self.wall_ms,
-            with: with.to_string(),
-            flags: flags::ARCHIVED | if outgoing { flags::OUTGOING } else { 0 },
-            stanza: stanza.to_string(),
-        };
+        use crate::archive::{ArchiveRecord, flags};
+        let msg = self.new_archived_message(
+            account,
+            with,
+            flags::ARCHIVED | if outgoing { flags::OUTGOING } else { 0 },
+            stanza.to_string(),
+        );
+        let id = msg.id;
         self.archive_write(ArchiveRecord::Message(msg), None, false);
         id
     }
