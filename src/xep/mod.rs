@@ -130,6 +130,37 @@ pub enum IqReply {
 }
 
 impl Targets {
+    /// The domain, or the sender's own account (e.g. ping, carbons, session).
+    pub const SERVER_AND_OWN: Targets = Targets {
+        server: true,
+        own_account: true,
+        other_account: false,
+    };
+    /// The domain and any account (disco).
+    pub const ANY: Targets = Targets {
+        server: true,
+        own_account: true,
+        other_account: true,
+    };
+    /// Any account's bare JID, not the domain (PEP, vCard, private storage).
+    pub const ACCOUNTS: Targets = Targets {
+        server: false,
+        own_account: true,
+        other_account: true,
+    };
+    /// The sender's own account only (blocking, MAM).
+    pub const OWN: Targets = Targets {
+        server: false,
+        own_account: true,
+        other_account: false,
+    };
+    /// The domain only (version).
+    pub const SERVER: Targets = Targets {
+        server: true,
+        own_account: false,
+        other_account: false,
+    };
+
     fn accepts(&self, t: IqTarget) -> bool {
         match t {
             IqTarget::Server => self.server,

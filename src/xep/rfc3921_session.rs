@@ -18,11 +18,7 @@ pub static MODULE: Module = Module {
     iq: &[IqRoute {
         element: "session",
         ns: NS_SESSION,
-        targets: Targets {
-            server: true,
-            own_account: true,
-            other_account: false,
-        },
+        targets: Targets::SERVER_AND_OWN,
         get: None,
         set: Some(establish),
     }],

@@ -20,22 +20,14 @@ pub static MODULE: Module = Module {
         IqRoute {
             element: "query",
             ns: NS_DISCO_INFO,
-            targets: Targets {
-                server: true,
-                own_account: true,
-                other_account: true,
-            },
+            targets: Targets::ANY,
             get: Some(info),
             set: None,
         },
         IqRoute {
             element: "query",
             ns: NS_DISCO_ITEMS,
-            targets: Targets {
-                server: true,
-                own_account: true,
-                other_account: true,
-            },
+            targets: Targets::ANY,
             get: Some(items),
             set: None,
         },

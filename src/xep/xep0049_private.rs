@@ -25,11 +25,7 @@ pub static MODULE: Module = Module {
     iq: &[IqRoute {
         element: "query",
         ns: NS_PRIVATE,
-        targets: Targets {
-            server: false,
-            own_account: true,
-            other_account: true,
-        },
+        targets: Targets::ACCOUNTS,
         get: Some(private_get),
         set: Some(private_set),
     }],

@@ -21,11 +21,7 @@ pub static MODULE: Module = Module {
     iq: &[IqRoute {
         element: "vCard",
         ns: NS_VCARD,
-        targets: Targets {
-            server: false,
-            own_account: true,
-            other_account: true,
-        },
+        targets: Targets::ACCOUNTS,
         get: Some(vcard_get),
         set: Some(vcard_set),
     }],

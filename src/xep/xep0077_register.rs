@@ -44,11 +44,7 @@ pub static MODULE: Module = Module {
     iq: &[IqRoute {
         element: "query",
         ns: NS_REGISTER,
-        targets: Targets {
-            server: true,
-            own_account: true,
-            other_account: false,
-        },
+        targets: Targets::SERVER_AND_OWN,
         get: Some(registered_get),
         set: Some(registered_set),
     }],

@@ -16,11 +16,7 @@ pub static MODULE: Module = Module {
     iq: &[IqRoute {
         element: "query",
         ns: NS_VERSION,
-        targets: Targets {
-            server: true,
-            own_account: false,
-            other_account: false,
-        },
+        targets: Targets::SERVER,
         get: Some(version),
         set: None,
     }],

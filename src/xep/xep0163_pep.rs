@@ -60,22 +60,14 @@ pub static MODULE: Module = Module {
         IqRoute {
             element: "pubsub",
             ns: NS_PUBSUB,
-            targets: Targets {
-                server: false,
-                own_account: true,
-                other_account: true,
-            },
+            targets: Targets::ACCOUNTS,
             get: Some(pubsub::pubsub_get),
             set: Some(pubsub::pubsub_set),
         },
         IqRoute {
             element: "pubsub",
             ns: NS_PUBSUB_OWNER,
-            targets: Targets {
-                server: false,
-                own_account: true,
-                other_account: true,
-            },
+            targets: Targets::ACCOUNTS,
             get: Some(pubsub::owner_get),
             set: Some(pubsub::owner_set),
         },

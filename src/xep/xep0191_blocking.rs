@@ -40,33 +40,21 @@ pub static MODULE: Module = Module {
         IqRoute {
             element: "blocklist",
             ns: NS_BLOCKING,
-            targets: Targets {
-                server: false,
-                own_account: true,
-                other_account: false,
-            },
+            targets: Targets::OWN,
             get: Some(blocklist_get),
             set: None,
         },
         IqRoute {
             element: "block",
             ns: NS_BLOCKING,
-            targets: Targets {
-                server: false,
-                own_account: true,
-                other_account: false,
-            },
+            targets: Targets::OWN,
             get: None,
             set: Some(block),
         },
         IqRoute {
             element: "unblock",
             ns: NS_BLOCKING,
-            targets: Targets {
-                server: false,
-                own_account: true,
-                other_account: false,
-            },
+            targets: Targets::OWN,
             get: None,
             set: Some(unblock),
         },

@@ -15,11 +15,7 @@ pub static MODULE: Module = Module {
     iq: &[IqRoute {
         element: "ping",
         ns: NS_PING,
-        targets: Targets {
-            server: true,
-            own_account: true,
-            other_account: false,
-        },
+        targets: Targets::SERVER_AND_OWN,
         get: Some(pong),
         set: None,
     }],

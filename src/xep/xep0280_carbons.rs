@@ -22,22 +22,14 @@ pub static MODULE: Module = Module {
         IqRoute {
             element: "enable",
             ns: NS_CARBONS,
-            targets: Targets {
-                server: true,
-                own_account: true,
-                other_account: false,
-            },
+            targets: Targets::SERVER_AND_OWN,
             get: None,
             set: Some(enable),
         },
         IqRoute {
             element: "disable",
             ns: NS_CARBONS,
-            targets: Targets {
-                server: true,
-                own_account: true,
-                other_account: false,
-            },
+            targets: Targets::SERVER_AND_OWN,
             get: None,
             set: Some(disable),
         },

@@ -31,22 +31,14 @@ pub static MODULE: Module = Module {
         IqRoute {
             element: "query",
             ns: NS_MAM,
-            targets: Targets {
-                server: false,
-                own_account: true,
-                other_account: false,
-            },
+            targets: Targets::OWN,
             get: Some(query_form),
             set: Some(query),
         },
         IqRoute {
             element: "prefs",
             ns: NS_MAM,
-            targets: Targets {
-                server: false,
-                own_account: true,
-                other_account: false,
-            },
+            targets: Targets::OWN,
             get: Some(prefs_get),
             set: Some(prefs_set),
         },
