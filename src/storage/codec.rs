@@ -483,10 +483,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, DecodeError> {
             });
         }
     };
-    if r.pos != bytes.len() {
-        return Err(DecodeError::TrailingBytes { offset: r.pos });
-    }
-    Ok(record)
+    r.finish(record)
 }
 
 /// A cursor that never reads past its slice: every shortfall is `Truncated`. The archive
@@ -499,6 +496,14 @@ pub(in crate::storage) struct Reader<'a> {
 impl<'a> Reader<'a> {
     pub(in crate::storage) fn new(bytes: &'a [u8], pos: usize) -> Reader<'a> {
         Reader { bytes, pos }
+    }
+
+    /// `value`, decoded from the whole slice: bytes left over mean damage.
+    pub(in crate::storage) fn finish<T>(&self, value: T) -> Result<T, DecodeError> {
+        if self.pos != self.bytes.len() {
+            return Err(DecodeError::TrailingBytes { offset: self.pos });
+        }
+        Ok(value)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {

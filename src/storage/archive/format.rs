@@ -283,10 +283,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<RecordView<'_>, DecodeError> {
             });
         }
     };
-    if r.pos != bytes.len() {
-        return Err(DecodeError::TrailingBytes { offset: r.pos });
-    }
-    Ok(record)
+    r.finish(record)
 }
 
 /// The records of a frame payload whose CRC has been checked, each with its offset in

@@ -269,10 +269,7 @@ pub fn decode_record(bytes: &[u8], seq: u64) -> Result<SummaryRecord<'_>, Decode
             });
         }
     };
-    if r.pos != bytes.len() {
-        return Err(DecodeError::TrailingBytes { offset: r.pos });
-    }
-    Ok(record)
+    r.finish(record)
 }
 
 fn decode_account<'a>(r: &mut Reader<'a>, seq: u64) -> Result<AccountSummary<'a>, DecodeError> {
